@@ -1,0 +1,1 @@
+"""Trade executor: simulated limit orders filled against the Binance market-data stream."""

@@ -1,0 +1,79 @@
+"""The application factory: one `setup_*` per concern, lifetimes in cleanup contexts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from app.bus import InProcessBus
+from app.feed.binance import BinanceFeed
+from app.http import health, orders
+from app.http.auth import Authenticator
+from app.http.errors import error_middleware
+from app.keys import AUTH, BUS, FEED, SERVICE, SETTINGS, STORE, TASKS
+from app.service.orders import OrderService
+from app.settings import Settings
+from app.store.sqlite import SqliteStore
+from app.tasks import TaskSupervisor
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = await SqliteStore.open(settings.database_path)
+    app[STORE] = store
+    log.info("store.opened", path=str(settings.database_path))
+    yield
+    await store.close()
+    log.info("store.closed")
+
+
+async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Service and feed live together: the feed feeds the service, the service steers it."""
+    settings = app[SETTINGS]
+    tasks = app[TASKS] = TaskSupervisor()
+    bus = app[BUS] = InProcessBus()
+    service: OrderService | None = None
+
+    def on_update(update):  # type: ignore[no-untyped-def]
+        if service is not None:
+            service.on_update(update)
+
+    def on_stream_lost(symbols: set[str]) -> None:
+        if service is not None:
+            service.on_stream_lost(symbols)
+
+    feed = app[FEED] = BinanceFeed(
+        settings.binance_ws_url,
+        settings.market_stream,
+        on_update,
+        on_stream_lost,
+        unsubscribe_delay_s=settings.unsubscribe_delay_s,
+        stall_timeout_s=settings.feed_stall_timeout_s,
+        max_connection_age_s=settings.feed_max_connection_age_s,
+    )
+    service = app[SERVICE] = OrderService(
+        app[STORE], bus, feed, tasks, default_timeout_s=settings.order_timeout_seconds
+    )
+    await feed.start()
+    await service.start()
+    yield
+    await service.stop()
+    await tasks.close(timeout=settings.shutdown_timeout_s / 2)
+    await feed.stop()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app[AUTH] = Authenticator(settings.api_tokens)
+    app.add_routes(health.routes)
+    app.add_routes(orders.routes)
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_service_ctx)
+    return app

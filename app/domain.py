@@ -1,0 +1,76 @@
+"""Types shared by every layer: order sides and statuses, quotes, fills."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+class Side(enum.StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderStatus(enum.StrEnum):
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+
+
+class StreamKind(enum.StrEnum):
+    """The upstream market stream, as the MARKET_STREAM setting names it."""
+
+    BOOK_TICKER = "bookTicker"
+    DEPTH5 = "depth5"
+    DEPTH10 = "depth10"
+    DEPTH20 = "depth20"
+
+    @property
+    def is_depth(self) -> bool:
+        return self is not StreamKind.BOOK_TICKER
+
+    def stream_name(self, symbol: str) -> str:
+        """Binance stream name: lower-case symbol, the rest spelled exactly."""
+        if self is StreamKind.BOOK_TICKER:
+            return f"{symbol.lower()}@bookTicker"
+        return f"{symbol.lower()}@{self.value}@100ms"
+
+
+Level = tuple[Decimal, Decimal]
+"""(price, quantity) of one displayed book level."""
+
+
+@dataclass(frozen=True, slots=True)
+class BookUpdate:
+    """One upstream quote for a symbol.
+
+    `bids` are best (highest) first and `asks` best (lowest) first. A bookTicker update
+    has one level per side; a partial-depth update up to 5/10/20. `full_depth` is True
+    for partial-book snapshots: a ledger price inside the shown range that the snapshot
+    does not list has been traded through.
+    """
+
+    symbol: str
+    update_id: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    received_at: float  # time.time() when the frame arrived
+    full_depth: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """What the matching engine decided: `qty` of `order_id` taken at `price`."""
+
+    order_id: str
+    update_id: int
+    price: Decimal
+    qty: Decimal

@@ -1,0 +1,263 @@
+"""The fill model of CONTRACT.md, as a pure synchronous engine for one symbol.
+
+No I/O, no clock: every input (orders, quotes with their receive time) is passed in and
+every decision comes back as a list of `Execution`s. The caller persists and publishes.
+
+Per update the engine touches only the orders that can fill: resting orders are kept
+in price buckets sorted by limit (best first), each bucket in acceptance order, and the
+walk stops at the first bucket whose limit the best available level does not meet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+from sortedcontainers import SortedDict
+
+from app.decimals import EXACT, ZERO
+from app.domain import BookUpdate, Execution, Level, Side
+
+
+class RestingOrder:
+    """The engine's view of an open order; `remaining` shrinks as it fills."""
+
+    __slots__ = ("expires_at", "limit", "order_id", "remaining", "side")
+
+    def __init__(
+        self, order_id: str, side: Side, limit: Decimal, remaining: Decimal, expires_at: float
+    ) -> None:
+        self.order_id = order_id
+        self.side = side
+        self.limit = limit
+        self.remaining = remaining
+        self.expires_at = expires_at
+
+    def __repr__(self) -> str:
+        return f"RestingOrder({self.order_id!r}, {self.side}, {self.limit}, {self.remaining})"
+
+
+class _Ledger:
+    """Quantity already taken per price on one side of the upstream book (rule 3)."""
+
+    __slots__ = ("_taken", "_is_ask")
+
+    def __init__(self, is_ask: bool) -> None:
+        self._taken: SortedDict = SortedDict()
+        self._is_ask = is_ask
+
+    def __len__(self) -> int:
+        return len(self._taken)
+
+    def items(self) -> list[tuple[Decimal, Decimal]]:
+        return list(self._taken.items())
+
+    def reconcile(self, levels: tuple[Level, ...], full_depth: bool) -> list[Decimal]:
+        """Forget traded-through prices, clamp shown ones; return what each level offers."""
+        taken = self._taken
+        if not levels:
+            return []
+        if taken:
+            best = levels[0][0]
+            worst = levels[-1][0]
+            if self._is_ask:  # asks: everything below the best ask was traded through
+                through = list(taken.irange(maximum=best, inclusive=(True, False)))
+                inside = taken.irange(best, worst) if full_depth else ()
+            else:  # bids: everything above the best bid was traded through
+                through = list(taken.irange(minimum=best, inclusive=(False, True)))
+                inside = taken.irange(worst, best) if full_depth else ()
+            if full_depth:
+                shown = {price for price, _ in levels}
+                through.extend(price for price in inside if price not in shown)
+            for price in through:
+                del taken[price]
+        offers: list[Decimal] = []
+        for price, shown_qty in levels:
+            already = taken.get(price)
+            if already is None:
+                offers.append(shown_qty)
+                continue
+            kept = min(already, shown_qty)
+            if kept:
+                taken[price] = kept
+            else:
+                del taken[price]
+            offers.append(EXACT.subtract(shown_qty, kept))
+        return offers
+
+    def add(self, price: Decimal, qty: Decimal) -> None:
+        self._taken[price] = EXACT.add(self._taken.get(price, ZERO), qty)
+
+
+class _OrderSide:
+    """Resting orders of one side, bucketed by limit price, best limit first."""
+
+    __slots__ = ("_buckets", "side")
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+        self._buckets: SortedDict = SortedDict()
+
+    def __bool__(self) -> bool:
+        return bool(self._buckets)
+
+    def add(self, order: RestingOrder) -> None:
+        bucket = self._buckets.get(order.limit)
+        if bucket is None:
+            bucket = self._buckets[order.limit] = {}
+        bucket[order.order_id] = order
+
+    def remove(self, order: RestingOrder) -> None:
+        bucket = self._buckets[order.limit]
+        del bucket[order.order_id]
+        if not bucket:
+            del self._buckets[order.limit]
+
+    def buckets_best_first(self) -> Iterator[tuple[Decimal, dict[str, RestingOrder]]]:
+        keys = self._buckets.irange(reverse=self.side is Side.BUY)
+        for limit in keys:
+            yield limit, self._buckets[limit]
+
+
+def _acceptable(side: Side, level_price: Decimal, limit: Decimal) -> bool:
+    return level_price <= limit if side is Side.BUY else level_price >= limit
+
+
+class SymbolMatcher:
+    """Matches one symbol's resting orders against its upstream quotes."""
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.last_update_id: int | None = None
+        self._quote: BookUpdate | None = None
+        self._orders: dict[str, RestingOrder] = {}
+        self._sides = {Side.BUY: _OrderSide(Side.BUY), Side.SELL: _OrderSide(Side.SELL)}
+        # Buy orders take asks, sell orders take bids.
+        self._ledgers = {Side.BUY: _Ledger(is_ask=True), Side.SELL: _Ledger(is_ask=False)}
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def __contains__(self, order_id: object) -> bool:
+        return order_id in self._orders
+
+    @property
+    def quote(self) -> BookUpdate | None:
+        """The last update applied on the current upstream connection, if any."""
+        return self._quote
+
+    def get(self, order_id: str) -> RestingOrder | None:
+        return self._orders.get(order_id)
+
+    def ledger(self, book_side: str) -> list[tuple[Decimal, Decimal]]:
+        """(price, taken) pairs of the 'asks' or 'bids' ledger, for tests and inspection."""
+        return self._ledgers[Side.BUY if book_side == "asks" else Side.SELL].items()
+
+    def forget_quote(self) -> None:
+        """The upstream connection changed: its last quote no longer counts (rule 5)."""
+        self._quote = None
+
+    def add(self, order: RestingOrder, *, now: float) -> list[Execution]:
+        """Rest `order`; if a quote is known, match it against that quote at once."""
+        if order.order_id in self._orders:
+            raise ValueError(f"order {order.order_id} is already resting")
+        if order.remaining <= 0:
+            raise ValueError(f"order {order.order_id} has nothing left to fill")
+        self._orders[order.order_id] = order
+        self._sides[order.side].add(order)
+        quote = self._quote
+        if quote is None or order.expires_at <= now:
+            return []
+        levels = quote.asks if order.side is Side.BUY else quote.bids
+        ledger = self._ledgers[order.side]
+        # The ledger already holds this quote's takings, so this offers only what is left.
+        offers = ledger.reconcile(levels, quote.full_depth)
+        executions: list[Execution] = []
+        self._fill_one(order, levels, offers, 0, quote.update_id, ledger, executions)
+        if not order.remaining:
+            self._drop(order)
+        return executions
+
+    def remove(self, order_id: str) -> RestingOrder | None:
+        order = self._orders.get(order_id)
+        if order is not None:
+            self._drop(order)
+        return order
+
+    def apply(self, update: BookUpdate) -> list[Execution] | None:
+        """Apply one upstream update; None if it is stale (rule 1) and was skipped."""
+        if self.last_update_id is not None and update.update_id <= self.last_update_id:
+            return None
+        self.last_update_id = update.update_id
+        self._quote = update
+        executions: list[Execution] = []
+        for side, levels in ((Side.BUY, update.asks), (Side.SELL, update.bids)):
+            ledger = self._ledgers[side]
+            offers = ledger.reconcile(levels, update.full_depth)
+            if self._sides[side] and offers:
+                self._match_side(side, levels, offers, update, ledger, executions)
+        return executions
+
+    def _match_side(
+        self,
+        side: Side,
+        levels: tuple[Level, ...],
+        offers: list[Decimal],
+        update: BookUpdate,
+        ledger: _Ledger,
+        executions: list[Execution],
+    ) -> None:
+        level = 0
+        exhausted = False
+        done: list[RestingOrder] = []
+        for limit, bucket in self._sides[side].buckets_best_first():
+            while level < len(levels) and not offers[level]:
+                level += 1
+            if level == len(levels) or not _acceptable(side, levels[level][0], limit):
+                break
+            for order in bucket.values():
+                if order.expires_at <= update.received_at:
+                    continue  # only updates received before expires_at may fill (rule 7)
+                level = self._fill_one(
+                    order, levels, offers, level, update.update_id, ledger, executions
+                )
+                if order.remaining:
+                    # It stopped short: the book is exhausted or its next level is past
+                    # this limit, so no order of the same or a worse limit can fill.
+                    exhausted = True
+                    break
+                done.append(order)
+            if exhausted:
+                break
+        for order in done:
+            self._drop(order)
+
+    @staticmethod
+    def _fill_one(
+        order: RestingOrder,
+        levels: tuple[Level, ...],
+        offers: list[Decimal],
+        level: int,
+        update_id: int,
+        ledger: _Ledger,
+        executions: list[Execution],
+    ) -> int:
+        """Take for `order` from `levels[level:]`, best first; return the level reached."""
+        while level < len(levels) and order.remaining:
+            price = levels[level][0]
+            if not _acceptable(order.side, price, order.limit):
+                break
+            offered = offers[level]
+            if not offered:
+                level += 1
+                continue
+            qty = min(offered, order.remaining)
+            offers[level] = EXACT.subtract(offered, qty)
+            order.remaining = EXACT.subtract(order.remaining, qty)
+            ledger.add(price, qty)
+            executions.append(Execution(order.order_id, update_id, price, qty))
+        return level
+
+    def _drop(self, order: RestingOrder) -> None:
+        del self._orders[order.order_id]
+        self._sides[order.side].remove(order)

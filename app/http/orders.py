@@ -1,0 +1,130 @@
+"""Order endpoints: POST /order/limit, GET /orders, GET and DELETE /orders/{id}."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from app.http.errors import ApiError, validation_error
+from app.keys import AUTH, SERVICE
+from app.order import Order
+from app.schemas import LimitOrderRequest, ListQuery, OrderList, OrderView
+from app.service.orders import (
+    IdempotencyConflict,
+    NotReady,
+    OrderAlreadyFinal,
+    OrderNotFound,
+)
+from app.store.base import StoreError
+
+routes = web.RouteTableDef()
+
+
+def _decimal_constant(name: str) -> Decimal:
+    # NaN / Infinity literals parse, so that validation can name the field they are in.
+    return Decimal(name)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The body as JSON whatever the Content-Type says (the seed's `curl --data` works).
+
+    Numbers become Decimal, never float, so no precision is lost on the way in.
+    """
+    raw = await request.read()
+    try:
+        body = json.loads(raw, parse_float=Decimal, parse_constant=_decimal_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON body: {exc}", code="malformed_json") from exc
+    if not isinstance(body, dict):
+        raise ApiError(422, "the body must be a JSON object")
+    return body
+
+
+def _order_json(order: Order, *, with_fills: bool) -> dict[str, Any]:
+    return OrderView.of(order, with_fills=with_fills).to_json()
+
+
+def _not_found(order_id: str) -> ApiError:
+    return ApiError(404, f"order {order_id} not found")
+
+
+def _unavailable(message: str) -> ApiError:
+    return ApiError(503, message, headers={"Retry-After": "1"})
+
+
+@routes.post("/order/limit")
+async def submit_order(request: web.Request) -> web.Response:
+    owner = request.app[AUTH].owner(request)
+    body = await read_json_object(request)
+    try:
+        order_request = LimitOrderRequest.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+    service = request.app[SERVICE]
+    try:
+        order, created = await service.submit(owner, order_request)
+    except IdempotencyConflict as exc:
+        raise ApiError(409, str(exc), code="idempotency_conflict") from exc
+    except NotReady as exc:
+        raise _unavailable("the service is starting or stopping") from exc
+    except StoreError as exc:
+        raise _unavailable(f"the order was not stored: {exc}") from exc
+    location = f"/orders/{order.order_id}"
+    return web.json_response(
+        _order_json(order, with_fills=not created),
+        status=202 if created else 200,
+        headers={"Location": location},
+    )
+
+
+@routes.get("/orders")
+async def list_orders(request: web.Request) -> web.Response:
+    owner = request.app[AUTH].owner(request)
+    try:
+        query = ListQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+    if query.cursor is not None and not query.cursor.isdigit():
+        raise ApiError(
+            422,
+            "invalid request: cursor: not a cursor this service returned",
+            details=[{"field": "cursor", "message": "not a cursor this service returned"}],  # type: ignore[list-item]
+        )
+    page = await request.app[SERVICE].list(owner, query)
+    body = OrderList(
+        orders=[OrderView.of(order, with_fills=False) for order in page.orders],
+        next_cursor=page.next_cursor,
+    )
+    return web.json_response(body.model_dump(mode="json", exclude={"orders": {"__all__": {"fills"}}}))
+
+
+@routes.get("/orders/{order_id}")
+async def get_order(request: web.Request) -> web.Response:
+    owner = request.app[AUTH].owner(request)
+    order_id = request.match_info["order_id"]
+    try:
+        order = await request.app[SERVICE].get(owner, order_id)
+    except OrderNotFound as exc:
+        raise _not_found(order_id) from exc
+    return web.json_response(_order_json(order, with_fills=True))
+
+
+@routes.delete("/orders/{order_id}")
+async def cancel_order(request: web.Request) -> web.Response:
+    owner = request.app[AUTH].owner(request)
+    order_id = request.match_info["order_id"]
+    try:
+        order = await request.app[SERVICE].cancel(owner, order_id)
+    except OrderNotFound as exc:
+        raise _not_found(order_id) from exc
+    except OrderAlreadyFinal as exc:
+        raise ApiError(
+            409, f"order {order_id} is already {exc.order.status.value}", code="order_final"
+        ) from exc
+    except NotReady as exc:
+        raise _unavailable("the service is starting or stopping") from exc
+    return web.json_response(_order_json(order, with_fills=True))

@@ -1,0 +1,24 @@
+"""Typed keys for everything the application object carries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from app.bus import InProcessBus
+    from app.feed.binance import BinanceFeed
+    from app.http.auth import Authenticator
+    from app.service.orders import OrderService
+    from app.settings import Settings
+    from app.store.base import OrderStore
+    from app.tasks import TaskSupervisor
+
+SETTINGS = web.AppKey("settings", "Settings")
+STORE = web.AppKey("store", "OrderStore")
+BUS = web.AppKey("bus", "InProcessBus")
+FEED = web.AppKey("feed", "BinanceFeed")
+SERVICE = web.AppKey("service", "OrderService")
+TASKS = web.AppKey("tasks", "TaskSupervisor")
+AUTH = web.AppKey("auth", "Authenticator")

@@ -1,0 +1,186 @@
+"""The JSON shapes of CONTRACT.md as pydantic models: requests in, orders out."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from app.clock import rfc3339
+from app.decimals import avg_price, fmt
+from app.domain import OrderStatus, Side
+from app.order import Fill, Order
+
+_DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_UPPER_BOUND = Decimal("1e20")
+MAX_FRACTION_DIGITS = 18
+
+
+def _strict_decimal(value: object) -> Decimal:
+    """A finite decimal from a JSON number or string; never a bool, float or NaN."""
+    if isinstance(value, bool):
+        raise ValueError("must be a decimal number or string, not a boolean")
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _DECIMAL_TEXT.fullmatch(text):
+            raise ValueError("must be a decimal number such as \"0.0025\"")
+        try:
+            number = Decimal(text)
+        except InvalidOperation as exc:
+            raise ValueError("must be a decimal number") from exc
+    else:
+        raise ValueError("must be a decimal number or string")
+    if not number.is_finite():
+        raise ValueError("must be finite")
+    if number <= 0:
+        raise ValueError("must be greater than 0")
+    if number >= _UPPER_BOUND:
+        raise ValueError("must be less than 10^20")
+    exponent = number.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > MAX_FRACTION_DIGITS:
+        raise ValueError(f"must have at most {MAX_FRACTION_DIGITS} digits after the point")
+    return number
+
+
+PositiveDecimal = Annotated[
+    Decimal, BeforeValidator(_strict_decimal), Field(json_schema_extra={"type": "string"})
+]
+
+
+def _timeout(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("must be a number of seconds, not a boolean")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("must be finite")
+        return float(value)
+    return value
+
+
+class LimitOrderRequest(BaseModel):
+    """Body of POST /order/limit."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    symbol: str = Field(min_length=2, max_length=20)
+    order_size: PositiveDecimal
+    price: PositiveDecimal
+    side: Side = Side.SELL
+    timeout_s: Annotated[float | None, BeforeValidator(_timeout)] = Field(
+        None, gt=0, le=86400, allow_inf_nan=False
+    )
+    client_order_id: str | None = Field(None, min_length=1, max_length=64)
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol(cls, value: str) -> str:
+        symbol = value.upper()
+        if not re.fullmatch(r"[A-Z0-9]{2,20}", symbol):
+            raise ValueError("must be 2-20 letters or digits, e.g. LTCBTC")
+        return symbol
+
+    @field_validator("side", mode="before")
+    @classmethod
+    def _side(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class FillView(BaseModel):
+    seq: int
+    update_id: int
+    price: str
+    qty: str
+    ts: str
+
+    @classmethod
+    def of(cls, fill: Fill) -> FillView:
+        return cls(
+            seq=fill.seq,
+            update_id=fill.update_id,
+            price=fmt(fill.price),
+            qty=fmt(fill.qty),
+            ts=rfc3339(fill.ts_us),
+        )
+
+
+class OrderView(BaseModel):
+    """The order object of CONTRACT.md."""
+
+    order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: Side
+    order_size: str
+    price: str
+    status: OrderStatus
+    filled_qty: str
+    remaining_qty: str
+    avg_price: str | None
+    created_at: str
+    updated_at: str
+    expires_at: str
+    reason: str | None
+    fills: list[FillView] | None = None
+
+    @classmethod
+    def of(cls, order: Order, *, with_fills: bool) -> OrderView:
+        average = avg_price(order.notional, order.filled_qty)
+        return cls(
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            order_size=fmt(order.order_size),
+            price=fmt(order.price),
+            status=order.status,
+            filled_qty=fmt(order.filled_qty),
+            remaining_qty=fmt(order.remaining_qty),
+            avg_price=None if average is None else fmt(average),
+            created_at=rfc3339(order.created_at_us),
+            updated_at=rfc3339(order.updated_at_us),
+            expires_at=rfc3339(order.expires_at_us),
+            reason=order.reason,
+            fills=[FillView.of(fill) for fill in order.fills] if with_fills else None,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return self.model_dump(mode="json", exclude_none=False, exclude={"fills"} if
+                               self.fills is None else None)
+
+
+class OrderList(BaseModel):
+    orders: list[OrderView]
+    next_cursor: str | None
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] = []
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: OrderStatus | None = None
+    symbol: str | None = Field(None, pattern=r"^[A-Za-z0-9]{2,20}$")
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = Field(None, max_length=64)
+
+
+Event = Literal["snapshot", "accepted", "fill", "filled", "expired", "cancelled", "rejected"]

@@ -1,0 +1,216 @@
+"""The order service: accept, look up, cancel, recover; routes market data to workers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import structlog
+
+from app.bus import EventBus, order_event as _event
+from app.clock import now_us
+from app.domain import BookUpdate, OrderStatus
+from app.order import Order
+from app.schemas import LimitOrderRequest, ListQuery, OrderView
+from app.service.worker import Add, Cancel, FeedControl, Stop, StreamLost, SymbolWorker
+from app.store.base import DuplicateClientOrderId, OrderChange, OrderPage, OrderStore
+from app.tasks import TaskSupervisor
+
+log = structlog.get_logger(__name__)
+
+
+class OrderNotFound(Exception):
+    pass
+
+
+class OrderAlreadyFinal(Exception):
+    def __init__(self, order: Order) -> None:
+        super().__init__(f"order {order.order_id} is already {order.status.value}")
+        self.order = order
+
+
+class IdempotencyConflict(Exception):
+    def __init__(self, existing: Order, fields: list[str]) -> None:
+        super().__init__(
+            f"client_order_id {existing.client_order_id!r} is already used by order "
+            f"{existing.order_id} with different {', '.join(fields)}"
+        )
+        self.existing = existing
+        self.fields = fields
+
+
+class NotReady(Exception):
+    pass
+
+
+def _differences(existing: Order, request: LimitOrderRequest, timeout_s: float) -> list[str]:
+    wanted: dict[str, tuple[object, object]] = {
+        "symbol": (existing.symbol, request.symbol),
+        "side": (existing.side, request.side),
+        "order_size": (existing.order_size, request.order_size),
+        "price": (existing.price, request.price),
+        "timeout_s": (Decimal(str(existing.timeout_s)), Decimal(str(timeout_s))),
+    }
+    return [name for name, (have, want) in wanted.items() if have != want]
+
+
+class OrderService:
+    def __init__(
+        self,
+        store: OrderStore,
+        bus: EventBus,
+        feed: FeedControl,
+        tasks: TaskSupervisor,
+        *,
+        default_timeout_s: float,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._feed = feed
+        self._tasks = tasks
+        self._default_timeout_s = default_timeout_s
+        self._workers: dict[str, SymbolWorker] = {}
+        self._open: dict[str, str] = {}  # order_id -> symbol, for every order a worker holds
+        self.ready = False
+        self._stopping = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover: resume orders still in time, expire the rest, then become ready."""
+        now = now_us()
+        expired: list[Order] = []
+        resumed = 0
+        for order in await self._store.open_orders():
+            if order.expires_at_us <= now:
+                order.finish(OrderStatus.EXPIRED, "expired: the service was down at expires_at", now)
+                expired.append(order)
+            else:
+                resumed += 1
+                self._route(order)
+        if expired:
+            await self._store.apply([OrderChange(order) for order in expired])
+            await self._bus.publish([_event(order.status.value, order) for order in expired])
+        self.ready = True
+        log.info("service.recovered", resumed=resumed, expired=len(expired))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.ready = False
+        for worker in self._workers.values():
+            worker.submit(Stop())
+
+    # -- market data ----------------------------------------------------------------------
+
+    def on_update(self, update: BookUpdate) -> None:
+        worker = self._workers.get(update.symbol)
+        if worker is not None:
+            worker.submit(update)
+
+    def on_stream_lost(self, symbols: set[str]) -> None:
+        for symbol in symbols:
+            worker = self._workers.get(symbol)
+            if worker is not None:
+                worker.submit(StreamLost())
+
+    # -- orders -------------------------------------------------------------------------
+
+    async def submit(self, owner: str, request: LimitOrderRequest) -> tuple[Order, bool]:
+        """Persist and start filling a new order; (order, False) for a repeated key."""
+        if not self.ready:
+            raise NotReady()
+        timeout_s = request.timeout_s or self._default_timeout_s
+        if request.client_order_id is not None:
+            existing = await self._store.get_by_client_order_id(owner, request.client_order_id)
+            if existing is not None:
+                return self._same_or_conflict(existing, request, timeout_s), False
+        created = now_us()
+        order = Order(
+            order_id=uuid.uuid4().hex,
+            owner=owner,
+            client_order_id=request.client_order_id,
+            symbol=request.symbol,
+            side=request.side,
+            order_size=request.order_size,
+            price=request.price,
+            timeout_s=timeout_s,
+            status=OrderStatus.OPEN,
+            created_at_us=created,
+            updated_at_us=created,
+            expires_at_us=created + round(timeout_s * 1_000_000),
+        )
+        try:
+            await self._store.insert_order(order)
+        except DuplicateClientOrderId:
+            # Two requests raced with the same key: the first one won.
+            existing = await self._store.get_by_client_order_id(owner, order.client_order_id or "")
+            if existing is None:
+                raise
+            return self._same_or_conflict(existing, request, timeout_s), False
+        log.info(
+            "order.accepted", order_id=order.order_id, symbol=order.symbol,
+            side=order.side.value, size=str(order.order_size), price=str(order.price),
+        )  # fmt: skip
+        await self._bus.publish([_event("accepted", order)])
+        self._route(order)
+        return order, True
+
+    @staticmethod
+    def _same_or_conflict(existing: Order, request: LimitOrderRequest, timeout_s: float) -> Order:
+        differences = _differences(existing, request, timeout_s)
+        if differences:
+            raise IdempotencyConflict(existing, differences)
+        return existing
+
+    def _route(self, order: Order) -> None:
+        worker = self._workers.get(order.symbol)
+        if worker is None:
+            worker = self._workers[order.symbol] = SymbolWorker(
+                order.symbol, self._store, self._bus, self._feed, on_final=self._forget
+            )
+            self._tasks.spawn(worker.run(), name=f"worker:{order.symbol}")
+        self._open[order.order_id] = order.symbol
+        worker.submit(Add(order))
+
+    def _forget(self, order: Order) -> None:
+        self._open.pop(order.order_id, None)
+
+    async def get(self, owner: str, order_id: str) -> Order:
+        order = await self._store.get(order_id)
+        if order is None or order.owner != owner:
+            raise OrderNotFound(order_id)
+        return order
+
+    async def list(self, owner: str, query: ListQuery) -> OrderPage:
+        return await self._store.list(
+            owner,
+            status=query.status,
+            symbol=query.symbol.upper() if query.symbol else None,
+            limit=query.limit,
+            cursor=query.cursor,
+        )
+
+    async def cancel(self, owner: str, order_id: str) -> Order:
+        order = await self.get(owner, order_id)
+        symbol = self._open.get(order_id)
+        if symbol is None or self._stopping:
+            if order.status.is_final:
+                raise OrderAlreadyFinal(order)
+            raise NotReady()
+        reply: asyncio.Future[Order | None] = asyncio.get_running_loop().create_future()
+        self._workers[symbol].submit(Cancel(order_id, reply))
+        cancelled = await reply
+        final = await self._store.get(order_id)
+        if final is None:
+            raise OrderNotFound(order_id)
+        if cancelled is None:
+            raise OrderAlreadyFinal(final)
+        return final
+
+    def state(self) -> dict[str, object]:
+        return {
+            "ready": self.ready,
+            "open_orders": len(self._open),
+            "symbols": sorted(s for s, w in self._workers.items() if w.orders),
+        }
