@@ -37,7 +37,7 @@ def make_settings(tmp_path: Path, emulator: BinanceEmulator) -> Callable[..., Se
             "binance_ws_url": emulator.base_url,
             "log_format": "console",
             "log_level": "warning",
-            "unsubscribe_delay_s": 0.2,
+            "unsubscribe_delay_s": 1.0,
             "feed_stall_timeout_s": 2.0,
         }
         values.update(overrides)
