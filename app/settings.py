@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         for pair in filter(None, (part.strip() for part in value.split(","))):
             owner, sep, token = pair.partition(":")
             if not sep or not owner or not token:
-                raise ValueError(f"expected owner:token pairs, got {pair!r}")
+                raise ValueError("expected comma-separated owner:token pairs")
             if token in tokens:
                 raise ValueError("a token is listed twice")
             tokens[token] = owner
@@ -68,6 +68,9 @@ class Settings(BaseSettings):
         return value
 
 
+_SECRET_VARIABLES = frozenset({"API_TOKENS"})
+
+
 def env_name(field: str) -> str:
     return field.upper()
 
@@ -77,6 +80,8 @@ def describe_error(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         name = env_name(str(item["loc"][0])) if item["loc"] else "settings"
-        value = item.get("input")
-        parts.append(f"{name}={value!r}: {item['msg']}")
+        # Never echo secrets back into logs.
+        shown = "<hidden>" if name in _SECRET_VARIABLES else repr(item.get("input"))
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{name}={shown}: {message}")
     return "invalid configuration: " + "; ".join(parts)
