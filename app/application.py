@@ -12,7 +12,11 @@ from app.feed.binance import BinanceFeed
 from app.http import health, orders
 from app.http.auth import Authenticator
 from app.http.errors import error_middleware
-from app.keys import AUTH, BUS, FEED, SERVICE, SETTINGS, STORE, TASKS
+from app.domain import BookUpdate
+from app.http import ws
+from app.keys import AUTH, BUS, FEED, MARKET, PUSH_HUB, SERVICE, SETTINGS, STORE, TASKS
+from app.market import MarketInterest
+from app.push.hub import PushHub
 from app.service.orders import OrderService
 from app.settings import Settings
 from app.store.sqlite import SqliteStore
@@ -39,10 +43,13 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = app[TASKS] = TaskSupervisor()
     bus = app[BUS] = InProcessBus()
     service: OrderService | None = None
+    hub: PushHub | None = None
 
-    def on_update(update):  # type: ignore[no-untyped-def]
+    def on_update(update: BookUpdate) -> None:
         if service is not None:
             service.on_update(update)
+        if hub is not None:
+            hub.on_update(update)
 
     def on_stream_lost(symbols: set[str]) -> None:
         if service is not None:
@@ -57,9 +64,12 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         stall_timeout_s=settings.feed_stall_timeout_s,
         max_connection_age_s=settings.feed_max_connection_age_s,
     )
+    market = app[MARKET] = MarketInterest(feed)
     service = app[SERVICE] = OrderService(
-        app[STORE], bus, feed, tasks, default_timeout_s=settings.order_timeout_seconds
+        app[STORE], bus, market, tasks, default_timeout_s=settings.order_timeout_seconds
     )
+    hub = app[PUSH_HUB] = PushHub(bus, acquire_book=market.acquire, release_book=market.release)
+    tasks.spawn(hub.run(), name="push-hub", endless=True)
     await feed.start()
     await service.start()
     yield
@@ -74,6 +84,8 @@ def create_app(settings: Settings) -> web.Application:
     app[AUTH] = Authenticator(settings.api_tokens)
     app.add_routes(health.routes)
     app.add_routes(orders.routes)
+    app.add_routes(ws.routes)
+    app.on_shutdown.append(ws.close_all)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_service_ctx)
     return app

@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from app.bus import InProcessBus
     from app.feed.binance import BinanceFeed
     from app.http.auth import Authenticator
+    from app.market import MarketInterest
+    from app.push.hub import PushHub
     from app.service.orders import OrderService
     from app.settings import Settings
     from app.store.base import OrderStore
@@ -22,3 +24,5 @@ FEED = web.AppKey("feed", "BinanceFeed")
 SERVICE = web.AppKey("service", "OrderService")
 TASKS = web.AppKey("tasks", "TaskSupervisor")
 AUTH = web.AppKey("auth", "Authenticator")
+PUSH_HUB = web.AppKey("push_hub", "PushHub")
+MARKET = web.AppKey("market", "MarketInterest")

@@ -221,6 +221,7 @@ async def test_upstream_drop_mid_order_reconnects_and_fills(
     await events.wait_for(order["order_id"], "fill")
     opened = emulator.connections_opened
     await emulator.drop_connections()
+    await emulator.wait_connections(opened + 1)
     await emulator.wait_subscribed(stream("LTCBTC"))
     assert emulator.connections_opened == opened + 1
     emulator.book_ticker("LTCBTC", "5.5", "6", "6", "1")

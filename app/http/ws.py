@@ -1,0 +1,169 @@
+"""GET /ws: live order events and book quotes (CONTRACT.md, "WebSocket /ws")."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from app.http.errors import ApiError
+from app.keys import AUTH, PUSH_HUB, SERVICE, SETTINGS
+from app.push.client import PushClient
+from app.push.hub import encode
+from app.schemas import OrderView
+from app.service.orders import OrderNotFound
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+HEARTBEAT_S = 20.0
+MAX_CLIENT_MESSAGE = 16 * 1024
+MAX_QUEUE = 2048
+_SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
+
+
+def _origin_allowed(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser
+    allowed = request.app[SETTINGS].allowed_origins
+    if origin.rstrip("/") in allowed:
+        return True
+    scheme, _, rest = origin.partition("://")
+    return bool(rest) and rest.rstrip("/") == request.host
+
+
+class _Session:
+    """One connected client: parses its messages and manages its subscriptions."""
+
+    def __init__(self, request: web.Request, client: PushClient) -> None:
+        self.app = request.app
+        self.client = client
+        self.hub = request.app[PUSH_HUB]
+        self.service = request.app[SERVICE]
+
+    def error(self, message: str) -> None:
+        self.client.send(encode({"type": "error", "message": message}))
+
+    async def handle_text(self, text: str) -> None:
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            self.error("message is not valid JSON")
+            return
+        if not isinstance(message, dict):
+            self.error("message must be a JSON object")
+            return
+        await self.handle(message)
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op not in ("subscribe", "unsubscribe"):
+            self.error('"op" must be "subscribe" or "unsubscribe"')
+            return
+        order_id, channel = message.get("order_id"), message.get("channel")
+        if order_id is not None and channel is None:
+            if not isinstance(order_id, str) or not 0 < len(order_id) <= 64:
+                self.error('"order_id" must be an order id string')
+            elif op == "subscribe":
+                await self.subscribe_order(order_id)
+            else:
+                self.hub.unwatch_order(self.client, order_id)
+                self.client.send(encode({"type": "unsubscribed", "order_id": order_id}))
+        elif channel == "orders" and order_id is None:
+            if op == "subscribe":
+                self.hub.watch_orders_channel(self.client)
+                self.client.send(encode({"type": "subscribed", "channel": "orders"}))
+            else:
+                self.hub.unwatch_orders_channel(self.client)
+                self.client.send(encode({"type": "unsubscribed", "channel": "orders"}))
+        elif channel == "book" and order_id is None:
+            symbol = message.get("symbol")
+            if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol.upper()):
+                self.error('"symbol" must be 2-20 letters or digits, e.g. "BTCUSDT"')
+                return
+            symbol = symbol.upper()
+            if op == "subscribe":
+                self.client.send(
+                    encode({"type": "subscribed", "channel": "book", "symbol": symbol})
+                )
+                self.hub.watch_book(self.client, symbol)
+            else:
+                self.hub.unwatch_book(self.client, symbol)
+                self.client.send(
+                    encode({"type": "unsubscribed", "channel": "book", "symbol": symbol})
+                )
+        else:
+            self.error('give either "order_id", or "channel": "orders" | "book" (with "symbol")')
+
+    async def subscribe_order(self, order_id: str) -> None:
+        if order_id in self.client.orders:
+            self.error(f"already subscribed to order {order_id}")
+            return
+        # Interest first, snapshot second: nothing committed in between can be missed.
+        self.hub.watch_order(self.client, order_id)
+        try:
+            order = await self.service.get(self.client.owner, order_id)
+        except OrderNotFound:
+            self.hub.unwatch_order(self.client, order_id)
+            self.error(f"order {order_id} not found")
+            return
+        self.client.send(encode({"type": "subscribed", "order_id": order_id}))
+        snapshot = OrderView.of(order, with_fills=True).model_dump(mode="json")
+        self.client.send(encode({"type": "order", "event": "snapshot", "order": snapshot}))
+        self.hub.start_order(
+            self.client, order_id, fill_seq=order.fill_count, final=order.status.is_final
+        )
+
+    async def query_shortcuts(self, query: Any) -> None:
+        if "order_id" in query:
+            await self.handle({"op": "subscribe", "order_id": query["order_id"]})
+        if query.get("channel") == "orders":
+            await self.handle({"op": "subscribe", "channel": "orders"})
+        elif "channel" in query:
+            self.error('the "channel" query parameter must be "orders"')
+        if "book" in query:
+            await self.handle({"op": "subscribe", "channel": "book", "symbol": query["book"]})
+
+
+@routes.get("/ws")
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    owner = request.app[AUTH].owner(request, allow_query=True)
+    if not _origin_allowed(request):
+        raise ApiError(403, "this Origin may not open the websocket")
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE)
+    await ws.prepare(request)
+    client = PushClient(ws, owner, max_queue=MAX_QUEUE)
+    hub = request.app[PUSH_HUB]
+    hub.add_client(client)
+    writer = asyncio.create_task(client.write_loop(), name="ws-writer")
+    session = _Session(request, client)
+    bound = log.bind(owner=owner, peer=request.remote)
+    bound.info("ws.connected")
+    try:
+        await session.query_shortcuts(request.query)
+        async for message in ws:
+            if message.type is WSMsgType.TEXT:
+                await session.handle_text(message.data)
+            elif message.type is WSMsgType.BINARY:
+                session.error("send JSON text frames")
+            if client.closing:
+                break
+    finally:
+        hub.remove_client(client)
+        if not client.closing:
+            client.close(WSCloseCode.OK, "bye")
+        await writer
+        bound.info("ws.disconnected", code=client.close_code)
+    return ws
+
+
+async def close_all(app: web.Application) -> None:
+    """on_shutdown: every socket is closed with 1001 (going away)."""
+    for client in list(app[PUSH_HUB].clients):
+        client.close(WSCloseCode.GOING_AWAY, "server shutdown")
+        await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

@@ -1,0 +1,95 @@
+"""One websocket client's outgoing side: a bounded queue and its own writer task.
+
+The producer (the hub) only ever appends to a client's queue and never waits for the
+socket, so a slow or stuck client delays nobody. Order events are never dropped: a
+client whose queue overflows is closed with a clear code and reason, and can reconnect
+and resubscribe for a fresh snapshot. Book quotes are conflated: per symbol only the
+latest is kept until the writer gets to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+
+from aiohttp import WSCloseCode, web
+
+OVERFLOW_CLOSE_CODE = WSCloseCode.TRY_AGAIN_LATER  # 1013
+OVERFLOW_REASON = "too slow: outgoing queue full; reconnect and resubscribe for a snapshot"
+
+
+@dataclass(slots=True)
+class OrderInterest:
+    """Where a client is in one subscribed order's event stream."""
+
+    ready: bool = False  # snapshot sent; until then events wait in `held`
+    held: list[tuple[str, int, str]] = field(default_factory=list)  # (event, fill seq, frame)
+    fill_seq: int = 0  # the last fill the client has (in the snapshot or pushed)
+    final: bool = False  # the client has seen the order end
+
+
+class PushClient:
+    def __init__(self, ws: web.WebSocketResponse, owner: str, *, max_queue: int) -> None:
+        self.ws = ws
+        self.owner = owner
+        self.orders: dict[str, OrderInterest] = {}
+        self.orders_channel = False
+        self.books: set[str] = set()
+        self._frames: deque[str] = deque()
+        self._latest_book: dict[str, str] = {}
+        self._max_queue = max_queue
+        self._wake = asyncio.Event()
+        self.closing = False
+        self.close_code: int | None = None
+
+    # -- producer side (never awaits) ---------------------------------------------------
+
+    def send(self, frame: str) -> None:
+        if self.closing:
+            return
+        if len(self._frames) >= self._max_queue:
+            self.close(OVERFLOW_CLOSE_CODE, OVERFLOW_REASON)
+            return
+        self._frames.append(frame)
+        self._wake.set()
+
+    def send_book(self, symbol: str, frame: str) -> None:
+        if self.closing:
+            return
+        self._latest_book[symbol] = frame  # latest wins
+        self._wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closing:
+            self.closing = True
+            self.close_code = code
+            self._close_reason = reason
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._frames) + len(self._latest_book)
+
+    # -- writer task ----------------------------------------------------------------------
+
+    async def write_loop(self) -> None:
+        ws = self.ws
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self.closing:
+                    break
+                while self._frames or self._latest_book:
+                    if self._frames:
+                        await ws.send_str(self._frames.popleft())
+                    else:
+                        symbol = next(iter(self._latest_book))
+                        await ws.send_str(self._latest_book.pop(symbol))
+                    if self.closing:
+                        break
+        except (ConnectionError, RuntimeError):
+            self.closing = True  # the socket went away under us
+        if self.closing and self.close_code is not None and not ws.closed:
+            await ws.close(code=self.close_code, message=self._close_reason.encode())

@@ -1,0 +1,189 @@
+"""Fans order events and book quotes out to websocket clients.
+
+One bus subscription for the whole process; each event is encoded once and the same
+text frame is queued for every interested client.
+
+Snapshot then deltas with no gap and no duplicate: a client's interest in an order is
+registered *before* its snapshot is read from the store, and events that arrive while the
+snapshot loads are held. Events are published only after their commit, so a held event
+is either already in the snapshot (its fill seq is covered, or the snapshot is final)
+and dropped, or newer and sent after the snapshot, in order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from app.bus import EventBus, OrderEvent
+from app.clock import rfc3339
+from app.decimals import fmt
+from app.domain import BookUpdate
+from app.push.client import OrderInterest, PushClient
+
+FINAL_EVENTS = frozenset({"filled", "expired", "cancelled", "rejected"})
+
+
+def encode(message: dict[str, Any]) -> str:
+    return orjson.dumps(message).decode()
+
+
+def book_message(update: BookUpdate) -> dict[str, Any]:
+    bid, bid_qty = update.bids[0] if update.bids else (None, None)
+    ask, ask_qty = update.asks[0] if update.asks else (None, None)
+    return {
+        "type": "book",
+        "symbol": update.symbol,
+        "update_id": update.update_id,
+        "bid": None if bid is None else fmt(bid),
+        "bid_qty": None if bid_qty is None else fmt(bid_qty),
+        "ask": None if ask is None else fmt(ask),
+        "ask_qty": None if ask_qty is None else fmt(ask_qty),
+        "ts": rfc3339(int(update.received_at * 1_000_000)),
+    }
+
+
+def _order_frame(event: OrderEvent) -> str:
+    message: dict[str, Any] = {"type": "order", "event": event.event, "order": event.order}
+    if event.fill is not None:
+        message["fill"] = event.fill
+    return encode(message)
+
+
+class PushHub:
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        acquire_book: Callable[[str], None],
+        release_book: Callable[[str], None],
+    ) -> None:
+        self._bus = bus
+        self._acquire_book = acquire_book
+        self._release_book = release_book
+        self.clients: set[PushClient] = set()
+        self._by_order: dict[str, set[PushClient]] = defaultdict(set)
+        self._orders_channel: dict[str, set[PushClient]] = defaultdict(set)
+        self._by_book: dict[str, set[PushClient]] = defaultdict(set)
+        self._last_book: dict[str, str] = {}
+
+    async def run(self) -> None:
+        subscription = self._bus.subscribe()
+        try:
+            async for event in subscription:
+                self.dispatch(event)
+        finally:
+            subscription.close()
+
+    # -- fan-out --------------------------------------------------------------------------
+
+    def dispatch(self, event: OrderEvent) -> None:
+        frame: str | None = None
+        watchers = self._by_order.get(event.order_id, ())
+        channel = self._orders_channel.get(event.owner, ())
+        for client in (*watchers, *(c for c in channel if c not in watchers)):
+            if client.owner != event.owner:
+                continue
+            frame = frame or _order_frame(event)
+            interest = client.orders.get(event.order_id)
+            if interest is None:
+                client.send(frame)
+            elif not interest.ready:
+                interest.held.append((event.event, event.fill_seq, frame))
+            else:
+                self._deliver(client, interest, event.event, event.fill_seq, frame)
+
+    @staticmethod
+    def _deliver(
+        client: PushClient, interest: OrderInterest, kind: str, fill_seq: int, frame: str
+    ) -> None:
+        if interest.final or kind in ("accepted", "snapshot"):
+            return  # the snapshot already covers it
+        if kind == "fill":
+            if fill_seq <= interest.fill_seq:
+                return
+            interest.fill_seq = fill_seq
+        elif kind in FINAL_EVENTS:
+            interest.final = True
+        client.send(frame)
+
+    def on_update(self, update: BookUpdate) -> None:
+        clients = self._by_book.get(update.symbol)
+        if not clients:
+            return
+        frame = encode(book_message(update))
+        self._last_book[update.symbol] = frame
+        for client in clients:
+            client.send_book(update.symbol, frame)
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    def add_client(self, client: PushClient) -> None:
+        self.clients.add(client)
+
+    def remove_client(self, client: PushClient) -> None:
+        self.clients.discard(client)
+        for order_id in list(client.orders):
+            self.unwatch_order(client, order_id)
+        if client.orders_channel:
+            self._orders_channel[client.owner].discard(client)
+        for symbol in list(client.books):
+            self.unwatch_book(client, symbol)
+
+    def watch_order(self, client: PushClient, order_id: str) -> OrderInterest:
+        """Start holding the order's events; call `start_order` once the snapshot is out."""
+        interest = client.orders.get(order_id)
+        if interest is None:
+            interest = client.orders[order_id] = OrderInterest()
+            self._by_order[order_id].add(client)
+        return interest
+
+    def start_order(
+        self, client: PushClient, order_id: str, *, fill_seq: int, final: bool
+    ) -> None:
+        interest = client.orders[order_id]
+        interest.fill_seq, interest.final, interest.ready = fill_seq, final, True
+        held, interest.held = interest.held, []
+        for kind, seq, frame in held:
+            self._deliver(client, interest, kind, seq, frame)
+
+    def unwatch_order(self, client: PushClient, order_id: str) -> None:
+        client.orders.pop(order_id, None)
+        watchers = self._by_order.get(order_id)
+        if watchers is not None:
+            watchers.discard(client)
+            if not watchers:
+                del self._by_order[order_id]
+
+    def watch_orders_channel(self, client: PushClient) -> None:
+        client.orders_channel = True
+        self._orders_channel[client.owner].add(client)
+
+    def unwatch_orders_channel(self, client: PushClient) -> None:
+        client.orders_channel = False
+        self._orders_channel[client.owner].discard(client)
+
+    def watch_book(self, client: PushClient, symbol: str) -> None:
+        if symbol in client.books:
+            return
+        client.books.add(symbol)
+        watchers = self._by_book[symbol]
+        if not watchers:
+            self._acquire_book(symbol)
+        watchers.add(client)
+        last = self._last_book.get(symbol)
+        if last is not None:
+            client.send_book(symbol, last)
+
+    def unwatch_book(self, client: PushClient, symbol: str) -> None:
+        client.books.discard(symbol)
+        watchers = self._by_book.get(symbol)
+        if watchers is None:
+            return
+        watchers.discard(client)
+        if not watchers:
+            del self._by_book[symbol]
+            self._release_book(symbol)
