@@ -222,8 +222,7 @@ class BinanceEmulator:
                         self.closed_for_rate += 1
                         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"Too many requests")
                         break
-                    if not self.stalled:
-                        await self._request(connection, message.data)
+                    await self._request(connection, message.data)
         finally:
             drain.cancel()
             self.connections.discard(connection)
@@ -251,12 +250,16 @@ class BinanceEmulator:
         try:
             request = orjson.loads(text)
         except orjson.JSONDecodeError:
+            if self.stalled:
+                return
             self._answer(connection, None, error=(3, "Invalid JSON: expected value at line 1 column 1"))
             return
         if not isinstance(request, dict):
             self._answer(connection, None, error=(2, "Invalid request: expected an object"))
             return
         self.requests.append((connection.id, request))
+        if self.stalled:
+            return  # heard, never answered
         request_id, method, params = request.get("id"), request.get("method"), request.get("params")
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):

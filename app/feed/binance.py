@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ log = structlog.get_logger(__name__)
 
 MAX_URL_STREAMS_CHARS = 2000  # streams named in the URL; the rest go by SUBSCRIBE
 MAX_PARAMS_PER_REQUEST = 200
+HANDOVER_MAX_S = 5.0  # how long an old socket is read while its replacement starts
 
 
 class _Replace(Exception):
@@ -43,23 +45,27 @@ class _Replace(Exception):
         self.make_before_break = make_before_break
 
 
-class TokenBucket:
-    """At most `rate` sends per second, in bursts of at most `rate`."""
+class SlidingWindowLimiter:
+    """At most `limit` sends in any window of `window_s` seconds.
 
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self._tokens = rate
-        self._stamp = time.monotonic()
+    A token bucket would allow its burst plus its rate inside one window (8 for 4/s);
+    Binance counts a plain sliding window, so this counts the same way.
+    """
+
+    def __init__(self, limit: int, window_s: float = 1.0) -> None:
+        self.limit = max(1, int(limit))
+        self.window_s = window_s
+        self._sent: deque[float] = deque()
 
     async def take(self) -> None:
         while True:
             now = time.monotonic()
-            self._tokens = min(self.rate, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            if self._tokens >= 1:
-                self._tokens -= 1
+            while self._sent and now - self._sent[0] >= self.window_s:
+                self._sent.popleft()
+            if len(self._sent) < self.limit:
+                self._sent.append(now)
                 return
-            await asyncio.sleep((1 - self._tokens) / self.rate)
+            await asyncio.sleep(self.window_s - (now - self._sent[0]) + 0.001)
 
 
 class _Connection:
@@ -78,7 +84,8 @@ class _Connection:
         self.reconnects = 0
         self._changed = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._bucket = TokenBucket(feed.max_messages_per_second)
+        # A little over a second: our clock and Binance's count need not agree exactly.
+        self._bucket = SlidingWindowLimiter(int(feed.max_messages_per_second), 1.1)
         self._request_ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
         self._log = log.bind(connection=self.id)
@@ -136,10 +143,15 @@ class _Connection:
                     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                         self._log.warning("feed.replacement_failed", error=repr(exc))
                         new_ws = None
-                    await self._close(ws)
-                    ws = self._ws = new_ws
                     if new_ws is None:
+                        await self._close(ws)
                         self._lost()
+                    else:
+                        try:
+                            await self._hand_over(ws, new_ws)
+                        except (_Replace, ConnectionError) as exc:
+                            self._log.warning("feed.replacement_closed", error=repr(exc))
+                    ws = self._ws = new_ws
                 else:
                     await self._close(ws)
                     ws = self._ws = None
@@ -218,31 +230,66 @@ class _Connection:
                     raise _Replace("stalled: the probe went unanswered", make_before_break=False) from None
                 probe_id = next(self._request_ids)
                 await self._bucket.take()
-                await ws.send_bytes(orjson.dumps({"method": "LIST_SUBSCRIPTIONS", "id": probe_id}))
+                await ws.send_str(orjson.dumps({"method": "LIST_SUBSCRIPTIONS", "id": probe_id}).decode())
                 continue
-            if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                received_at = time.time()
-                self.last_frame_at = time.monotonic()
+            if self._handle(message):
                 probe_id = None
-                feed.frames += 1
-                try:
-                    frame = parse_frame(message.data, received_at)
-                except MalformedFrame as exc:
-                    feed.malformed += 1
-                    self._log.warning("feed.malformed_frame", error=str(exc), frame=str(message.data)[:200])
-                    continue
-                if isinstance(frame, BookUpdate):
-                    feed.on_update(frame)
-                elif isinstance(frame, Response):
-                    if frame.error is not None:
-                        self._log.error("feed.request_refused", id=frame.id, error=frame.error)
-                elif isinstance(frame, ServerShutdown):
-                    raise _Replace("serverShutdown", make_before_break=True)
-            elif message.type in (
-                aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
-                aiohttp.WSMsgType.ERROR,
-            ):  # fmt: skip
-                raise ConnectionError(f"upstream closed the connection ({ws.close_code})")
+
+    def _handle(self, message: aiohttp.WSMessage) -> bool:
+        """Act on one upstream message; True if it was a frame (the socket is alive)."""
+        feed = self.feed
+        if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            received_at = time.time()
+            self.last_frame_at = time.monotonic()
+            feed.frames += 1
+            try:
+                frame = parse_frame(message.data, received_at)
+            except MalformedFrame as exc:
+                feed.malformed += 1
+                self._log.warning(
+                    "feed.malformed_frame", error=str(exc), frame=str(message.data)[:200]
+                )
+                return True
+            if isinstance(frame, BookUpdate):
+                feed.on_update(frame)
+            elif isinstance(frame, Response):
+                if frame.error is not None:
+                    self._log.error("feed.request_refused", id=frame.id, error=frame.error)
+            elif isinstance(frame, ServerShutdown):
+                raise _Replace("serverShutdown", make_before_break=True)
+            return True
+        if message.type in (
+            aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        ):  # fmt: skip
+            raise ConnectionError(f"upstream closed the connection ({message.extra})")
+        return False
+
+    async def _hand_over(
+        self, old: aiohttp.ClientWebSocketResponse, new: aiohttp.ClientWebSocketResponse
+    ) -> None:
+        """Keep reading the old socket until the new one delivers, then close the old.
+
+        Frames already in flight on the old socket are not lost; frames both sockets
+        carry are skipped downstream by their update id.
+        """
+        first = asyncio.create_task(new.receive())
+        try:
+            async with asyncio.timeout(HANDOVER_MAX_S):
+                while not first.done():
+                    pending = asyncio.create_task(old.receive())
+                    await asyncio.wait({first, pending}, return_when=asyncio.FIRST_COMPLETED)
+                    if not pending.done():
+                        pending.cancel()
+                        break
+                    try:
+                        self._handle(pending.result())
+                    except (_Replace, ConnectionError):
+                        break  # the old socket is going anyway
+        except TimeoutError:
+            pass
+        await self._close(old)
+        self._handle(await first)
 
     async def _send_changes(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Bring the socket's subscriptions to `wanted`, batched and rate-limited."""
@@ -257,7 +304,7 @@ class _Connection:
                     batch = streams[start : start + MAX_PARAMS_PER_REQUEST]
                     await self._bucket.take()
                     request = {"method": method, "params": batch, "id": next(self._request_ids)}
-                    await ws.send_bytes(orjson.dumps(request))
+                    await ws.send_str(orjson.dumps(request).decode())
                     if method == "SUBSCRIBE":
                         self.subscribed.update(batch)
                     else:

@@ -1,0 +1,245 @@
+"""The Binance client against the Binance-protocol emulator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from app.domain import BookUpdate, StreamKind
+from app.emulator.server import BinanceEmulator
+from app.feed.binance import BinanceFeed
+from app.feed.parsing import MalformedFrame, Response, ServerShutdown, parse_frame
+
+
+class Received:
+    def __init__(self) -> None:
+        self.updates: list[BookUpdate] = []
+        self.lost: list[set[str]] = []
+        self._event = asyncio.Event()
+
+    def on_update(self, update: BookUpdate) -> None:
+        self.updates.append(update)
+        self._event.set()
+
+    def on_lost(self, symbols: set[str]) -> None:
+        self.lost.append(symbols)
+
+    async def wait(self, count: int, timeout: float = 5.0) -> list[BookUpdate]:
+        async with asyncio.timeout(timeout):
+            while len(self.updates) < count:
+                self._event.clear()
+                await self._event.wait()
+        return self.updates
+
+
+@pytest.fixture
+async def make_feed(
+    emulator: BinanceEmulator,
+) -> AsyncIterator[Callable[..., Any]]:
+    feeds: list[BinanceFeed] = []
+
+    async def make(kind: StreamKind = StreamKind.BOOK_TICKER, **options: Any) -> tuple[BinanceFeed, Received]:
+        received = Received()
+        options.setdefault("unsubscribe_delay_s", 0.05)
+        options.setdefault("backoff_initial_s", 0.05)
+        feed = BinanceFeed(emulator.base_url, kind, received.on_update, received.on_lost, **options)
+        await feed.start()
+        feeds.append(feed)
+        return feed, received
+
+    yield make
+    for feed in feeds:
+        await feed.stop()
+
+
+def _requests(emulator: BinanceEmulator, method: str) -> list[dict[str, Any]]:
+    return [r for _, r in emulator.requests if r.get("method") == method]
+
+
+async def test_one_connection_for_all_symbols(emulator: BinanceEmulator, make_feed) -> None:  # type: ignore[no-untyped-def]
+    feed, received = await make_feed()
+    feed.acquire("BTCUSDT")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    feed.acquire("ETHUSDT")
+    await emulator.wait_subscribed("ethusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "1", "2", "3", "4")
+    emulator.book_ticker("ETHUSDT", "5.5", "6", "7", "8.25")
+    updates = await received.wait(2)
+    assert emulator.connections_opened == 1
+    assert {u.symbol for u in updates} == {"BTCUSDT", "ETHUSDT"}
+    eth = next(u for u in updates if u.symbol == "ETHUSDT")
+    assert eth.bids[0][0].as_tuple() == (0, (5, 5), -1) and str(eth.asks[0][1]) == "8.25"
+    assert feed.state()["connected"] is True
+
+
+async def test_release_unsubscribes_later_and_reacquire_cancels_it(
+    emulator: BinanceEmulator, make_feed  # type: ignore[no-untyped-def]
+) -> None:
+    feed, received = await make_feed(unsubscribe_delay_s=0.3)
+    feed.acquire("BTCUSDT")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    feed.release("BTCUSDT")
+    feed.acquire("BTCUSDT")  # back before the delay: nothing is sent
+    feed.acquire("ETHUSDT")
+    await emulator.wait_subscribed("ethusdt@bookTicker")
+    feed.release("ETHUSDT")
+    await emulator.wait_unsubscribed("ethusdt@bookTicker")
+    assert emulator.subscribed("btcusdt@bookTicker")
+    assert _requests(emulator, "UNSUBSCRIBE") == [
+        {"method": "UNSUBSCRIBE", "params": ["ethusdt@bookTicker"], "id": 2}
+    ]
+    assert {"ETHUSDT"} in received.lost  # its last quote no longer counts
+
+
+async def test_many_symbols_are_batched_under_the_rate_limit(
+    emulator: BinanceEmulator, make_feed  # type: ignore[no-untyped-def]
+) -> None:
+    feed, _ = await make_feed()
+    feed.acquire("AAA1")
+    await emulator.wait_subscribed("aaa1@bookTicker")
+    for n in range(300):
+        feed.acquire(f"SYM{n}")
+    await emulator.wait_subscribed("sym299@bookTicker")
+    subscribes = _requests(emulator, "SUBSCRIBE")
+    assert len(subscribes) <= 3  # 300 streams in batches, not 300 messages
+    assert emulator.closed_for_rate == 0
+    assert sum(len(r["params"]) for r in subscribes) == 300
+
+
+async def test_rate_limit_is_respected_with_churn(emulator: BinanceEmulator, make_feed) -> None:  # type: ignore[no-untyped-def]
+    feed, _ = await make_feed(unsubscribe_delay_s=0)
+    feed.acquire("BASE")
+    await emulator.wait_subscribed("base@bookTicker")
+    for n in range(30):  # subscribe/unsubscribe churn, each change as soon as possible
+        feed.acquire(f"C{n}")
+        await asyncio.sleep(0.01)
+        feed.release(f"C{n}")
+        await asyncio.sleep(0.01)
+    feed.acquire("LAST")
+    await emulator.wait_subscribed("last@bookTicker", timeout=10)
+    assert emulator.closed_for_rate == 0 and emulator.connections_opened == 1
+
+
+async def test_a_full_connection_opens_another(emulator: BinanceEmulator, make_feed) -> None:  # type: ignore[no-untyped-def]
+    feed, _ = await make_feed(max_streams_per_connection=3)
+    for symbol in ("A1", "A2", "A3", "A4", "A5"):
+        feed.acquire(symbol)
+    await emulator.wait_subscribed("a5@bookTicker")
+    await emulator.wait_subscribed("a1@bookTicker")
+    assert emulator.connections_opened == 2
+    assert sorted(len(s) for s in emulator.subscriptions.values()) == [2, 3]
+
+
+async def test_drop_reconnects_and_resubscribes(emulator: BinanceEmulator, make_feed) -> None:  # type: ignore[no-untyped-def]
+    feed, received = await make_feed()
+    feed.acquire("BTCUSDT")
+    feed.acquire("ETHUSDT")
+    await emulator.wait_subscribed("ethusdt@bookTicker")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    await emulator.drop_connections()
+    await emulator.wait_connections(2)
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    await emulator.wait_subscribed("ethusdt@bookTicker")
+    assert received.lost and received.lost[0] == {"BTCUSDT", "ETHUSDT"}
+    emulator.book_ticker("ETHUSDT", "1", "1", "2", "1")
+    await received.wait(1)
+    assert feed.state()["reconnects"] >= 1
+
+
+async def test_a_stalled_connection_is_replaced(emulator: BinanceEmulator, make_feed) -> None:  # type: ignore[no-untyped-def]
+    feed, received = await make_feed(stall_timeout_s=0.2)
+    feed.acquire("BTCUSDT")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.stall(True)
+    await emulator.wait_connections(2)
+    emulator.stall(False)
+    probes = _requests(emulator, "LIST_SUBSCRIPTIONS")
+    assert probes  # it asked before giving up
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "1", "1", "2", "1")
+    await received.wait(1)
+
+
+async def test_a_quiet_but_live_connection_is_kept(emulator: BinanceEmulator, make_feed) -> None:  # type: ignore[no-untyped-def]
+    feed, _ = await make_feed(stall_timeout_s=0.1)
+    feed.acquire("NOSUCHSYMBOL")  # accepted, never sends
+    await emulator.wait_subscribed("nosuchsymbol@bookTicker")
+    await asyncio.sleep(0.6)  # several stall periods: each probe is answered
+    assert emulator.connections_opened == 1
+    assert len(_requests(emulator, "LIST_SUBSCRIPTIONS")) >= 2
+
+
+async def test_server_shutdown_moves_to_a_new_connection(emulator: BinanceEmulator, make_feed) -> None:  # type: ignore[no-untyped-def]
+    feed, received = await make_feed(backoff_initial_s=30)  # no backoff is used
+    feed.acquire("BTCUSDT")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    await emulator.server_shutdown()
+    await emulator.wait_connections(2, timeout=3)
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "1", "1", "2", "1")
+    await received.wait(1)
+
+
+async def test_rollover_before_the_24h_cut_leaves_no_gap(emulator: BinanceEmulator, make_feed) -> None:  # type: ignore[no-untyped-def]
+    feed, received = await make_feed(max_connection_age_s=0.5)
+    feed.acquire("BTCUSDT")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    published = 0
+    async with asyncio.timeout(10):
+        while emulator.connections_opened < 3:  # at least two rollovers
+            published += 1
+            emulator.book_ticker("BTCUSDT", "1", str(published), "2", "1", update_id=published)
+            await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)
+    ids = sorted({u.update_id for u in received.updates})
+    # Every id published while subscribed arrived: make-before-break leaves no hole.
+    assert ids == list(range(ids[0], ids[-1] + 1))
+    assert ids[-1] >= published - 2
+    assert received.lost == []
+
+
+async def test_depth_frames_take_the_symbol_from_the_stream_name(
+    emulator: BinanceEmulator, make_feed  # type: ignore[no-untyped-def]
+) -> None:
+    feed, received = await make_feed(StreamKind.DEPTH10)
+    feed.acquire("LTCBTC")
+    await emulator.wait_subscribed("ltcbtc@depth10@100ms")
+    emulator.depth("LTCBTC", bids=[("0.9", "1"), ("1.0", "2"), ("0.8", "0")],
+                   asks=[("1.2", "1"), ("1.1", "3")], levels=10)  # fmt: skip
+    (update,) = await received.wait(1)
+    assert update.symbol == "LTCBTC" and update.full_depth
+    assert [str(p) for p, _ in update.bids] == ["1.0", "0.9"]  # best first, zero dropped
+    assert [str(p) for p, _ in update.asks] == ["1.1", "1.2"]
+
+
+async def test_malformed_frames_are_counted_and_skipped(emulator: BinanceEmulator, make_feed) -> None:  # type: ignore[no-untyped-def]
+    feed, received = await make_feed()
+    feed.acquire("BTCUSDT")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.publish("btcusdt@bookTicker", {"u": "x", "b": 1})
+    emulator.publish("btcusdt@bookTicker", {"u": 5, "s": "BTCUSDT", "b": "NaN", "B": "1", "a": "2", "A": "1"})
+    emulator.book_ticker("BTCUSDT", "1", "1", "2", "1")
+    await received.wait(1)
+    assert feed.state()["malformed"] == 2 and len(received.updates) == 1
+
+
+async def test_misspelled_streams_never_send(emulator: BinanceEmulator) -> None:
+    assert not emulator.subscribed("btcusdt@bookticker")
+    assert StreamKind.BOOK_TICKER.stream_name("BTCUSDT") == "btcusdt@bookTicker"
+
+
+def test_parse_frame_kinds() -> None:
+    assert parse_frame(b'{"result": null, "id": 3}', 0) == Response(3, None, None)
+    refused = parse_frame(b'{"error": {"code": 2, "msg": "bad"}, "id": 4}', 0)
+    assert isinstance(refused, Response) and refused.error == {"code": 2, "msg": "bad"}
+    assert isinstance(parse_frame(b'{"e": "serverShutdown", "E": 1}', 0), ServerShutdown)
+    combined = b'{"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": 1}}'
+    assert isinstance(parse_frame(combined, 0), ServerShutdown)
+    assert parse_frame(b'{"stream": "btcusdt@trade", "data": {"e": "trade"}}', 0) is None
+    for bad in (b"not json", b"[1]", b'{"stream": 1, "data": {}}', b'{"hello": 1}',
+                b'{"stream": "x@depth5@100ms", "data": {"lastUpdateId": 1, "bids": [["1"]], "asks": []}}'):  # fmt: skip
+        with pytest.raises(MalformedFrame):
+            parse_frame(bad, 0)
