@@ -8,12 +8,11 @@ import structlog
 from aiohttp import web
 
 from app.bus import InProcessBus
+from app.domain import BookUpdate
 from app.feed.binance import BinanceFeed
-from app.http import health, orders
+from app.http import health, orders, ws
 from app.http.auth import Authenticator
 from app.http.errors import error_middleware
-from app.domain import BookUpdate
-from app.http import ws
 from app.keys import AUTH, BUS, FEED, MARKET, PUSH_HUB, SERVICE, SETTINGS, STORE, TASKS
 from app.market import MarketInterest
 from app.push.hub import PushHub

@@ -62,8 +62,8 @@ async def _demo(
     print(
         f"Offline demo on {url}: emulated Binance at {base_url} replaying {symbols}.\n"
         f"Try: curl -s {url}/order/limit --data "
-        "'{\"symbol\": \"BTCUSDT\", \"side\": \"buy\", \"order_size\": \"0.5\", "
-        "\"price\": \"61850\"}'\nCtrl-C stops it.",
+        '\'{"symbol": "BTCUSDT", "side": "buy", "order_size": "0.5", '
+        '"price": "61850"}\'\nCtrl-C stops it.',
         flush=True,
     )
     stop = asyncio.Event()

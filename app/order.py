@@ -49,7 +49,9 @@ class Order:
         self.notional = EXACT.add(self.notional, EXACT.multiply(price, qty))
         self.updated_at_us = ts_us
         self.status = (
-            OrderStatus.FILLED if self.filled_qty == self.order_size else OrderStatus.PARTIALLY_FILLED
+            OrderStatus.FILLED
+            if self.filled_qty == self.order_size
+            else OrderStatus.PARTIALLY_FILLED
         )
         if self.filled_qty > self.order_size:
             raise AssertionError(f"order {self.order_id} over-filled")

@@ -29,7 +29,7 @@ def _strict_decimal(value: object) -> Decimal:
     elif isinstance(value, str):
         text = value.strip()
         if not _DECIMAL_TEXT.fullmatch(text):
-            raise ValueError("must be a decimal number such as \"0.0025\"")
+            raise ValueError('must be a decimal number such as "0.0025"')
         try:
             number = Decimal(text)
         except InvalidOperation as exc:
@@ -150,8 +150,9 @@ class OrderView(BaseModel):
         )
 
     def to_json(self) -> dict[str, object]:
-        return self.model_dump(mode="json", exclude_none=False, exclude={"fills"} if
-                               self.fills is None else None)
+        return self.model_dump(
+            mode="json", exclude_none=False, exclude={"fills"} if self.fills is None else None
+        )
 
 
 class OrderList(BaseModel):

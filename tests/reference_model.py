@@ -59,7 +59,10 @@ class ReferenceModel:
         self.last_id = update.update_id
         self.quote = update
         fills: list[Fill] = []
-        for side, book_side, levels in (("buy", "asks", update.asks), ("sell", "bids", update.bids)):
+        for side, book_side, levels in (
+            ("buy", "asks", update.asks),
+            ("sell", "bids", update.bids),
+        ):
             ledger = self.taken[book_side]
             if levels:
                 best = levels[0][0]

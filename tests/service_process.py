@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,17 @@ class ServiceProcess:
         self.process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(timeout):
             return await self.process.wait()
+
+    async def wait_for_order(
+        self, order_id: str, condition: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """Poll the order until `condition` holds: another process offers no event to await."""
+        async with asyncio.timeout(timeout):
+            while True:
+                _, order = await self.request("GET", f"/orders/{order_id}")
+                if condition(order):
+                    return order  # type: ignore[no-any-return]
+                await asyncio.sleep(0.02)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         async with (

@@ -120,7 +120,9 @@ def test_only_updates_received_before_expires_at_fill() -> None:
 
 def test_exact_decimals_at_the_contract_bounds() -> None:
     m = SymbolMatcher("X")
-    m.add(order("a", "buy", "99999999999999999999.999999999999999999", "0.000000000000000003"), now=0)
+    m.add(
+        order("a", "buy", "99999999999999999999.999999999999999999", "0.000000000000000003"), now=0
+    )
     update = ticker(1, "1", "1", "99999999999999999999.999999999999999999", "0.000000000000000001")
     assert fills(m.apply(update)) == [
         ("a", "99999999999999999999.999999999999999999", "1E-18"),

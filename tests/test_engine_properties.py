@@ -66,11 +66,11 @@ def run_both(script: list[tuple]) -> None:  # type: ignore[type-arg]
             got = engine.add(RestingOrder(order_id, Side(side), limit, size, expires_at), now=0.0)
             want = model.add(order_id, side, limit, size, expires_at, now=0.0)
             taken_before: dict[Decimal, Decimal] = {}
-            shown: dict[Decimal, Decimal] = {}
         elif step[0] == "update":
             update = step[1]
             taken_before = dict(engine.ledger("asks")) | {
-                (p, "b"): q for p, q in engine.ledger("bids")  # type: ignore[misc]
+                (p, "b"): q
+                for p, q in engine.ledger("bids")  # type: ignore[misc]
             }
             got = engine.apply(update)
             want = model.apply(update)
@@ -92,7 +92,9 @@ def run_both(script: list[tuple]) -> None:  # type: ignore[type-arg]
             engine.forget_quote()
             model.forget_quote()
             continue
-        got_tuples = None if got is None else [(e.order_id, e.update_id, e.price, e.qty) for e in got]
+        got_tuples = (
+            None if got is None else [(e.order_id, e.update_id, e.price, e.qty) for e in got]
+        )
         assert got_tuples == want
         for order_id, _, price, qty in got_tuples or []:
             side, limit = limits[order_id]

@@ -231,7 +231,8 @@ async def test_upstream_drop_mid_order_reconnects_and_fills(
 
 
 async def test_depth_mode_sweeps_levels_best_first(
-    start_app, emulator: BinanceEmulator  # type: ignore[no-untyped-def]
+    start_app,
+    emulator: BinanceEmulator,  # type: ignore[no-untyped-def]
 ) -> None:
     client = await start_app(market_stream="depth5")
     events = EventLog(client.app)

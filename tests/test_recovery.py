@@ -85,9 +85,9 @@ async def test_kill_9_during_a_quote_blast_loses_and_duplicates_nothing(
 
             blaster = asyncio.create_task(blast())
             await asyncio.sleep(0.3 + rng.random() * 0.3)
-            status, listing = await service.request("GET", "/orders?limit=500")
+            _, listing = await service.request("GET", "/orders?limit=500")
             for order in listing["orders"]:
-                status, full = await service.request("GET", f"/orders/{order['order_id']}")
+                _, full = await service.request("GET", f"/orders/{order['order_id']}")
                 seen_fills[order["order_id"]] = len(full["fills"])
             await service.kill()
             blaster.cancel()
@@ -110,9 +110,7 @@ async def test_sigterm_exits_0_and_open_orders_resume(
     assert status == 202
     await emulator.wait_subscribed(stream("LTCBTC"))
     emulator.book_ticker("LTCBTC", "1", "2", "2", "1")
-    async with asyncio.timeout(5):
-        while (await service.request("GET", f"/orders/{order['order_id']}"))[1]["filled_qty"] != "2":
-            await asyncio.sleep(0.02)
+    await service.wait_for_order(order["order_id"], lambda o: o["filled_qty"] == "2")
     loop = asyncio.get_running_loop()
     started = loop.time()
     assert await service.terminate() == 0
@@ -124,11 +122,7 @@ async def test_sigterm_exits_0_and_open_orders_resume(
     assert resumed["status"] == "partially_filled" and resumed["filled_qty"] == "2"
     await emulator.wait_subscribed(stream("LTCBTC"))
     emulator.book_ticker("LTCBTC", "1.5", "10", "2", "1")
-    async with asyncio.timeout(5):
-        while (await restarted.request("GET", f"/orders/{order['order_id']}"))[1][
-            "status"
-        ] != "filled":
-            await asyncio.sleep(0.02)
+    await restarted.wait_for_order(order["order_id"], lambda o: o["status"] == "filled")
     _, final = await restarted.request("GET", f"/orders/{order['order_id']}")
     assert [(f["seq"], f["price"], f["qty"]) for f in final["fills"]] == [
         (1, "1", "2"), (2, "1.5", "3"),

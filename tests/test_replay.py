@@ -21,7 +21,9 @@ FRAMES = 6000
 
 
 async def test_recorded_frames_fill_exactly_as_the_reference_model(
-    client: TestClient, emulator: BinanceEmulator, events: EventLog  # type: ignore[type-arg]
+    client: TestClient,
+    emulator: BinanceEmulator,
+    events: EventLog,  # type: ignore[type-arg]
 ) -> None:
     rng = random.Random(8)
     frames = [(stream, payload) for _, stream, payload in

@@ -50,9 +50,7 @@ class Harness:
         self.feed = FakeFeed()
         self.bus = InProcessBus()
         self.tasks = TaskSupervisor()
-        self.service = OrderService(
-            store, self.bus, self.feed, self.tasks, default_timeout_s=30
-        )
+        self.service = OrderService(store, self.bus, self.feed, self.tasks, default_timeout_s=30)
         self.events: list[OrderEvent] = []
         self.subscription = self.bus.subscribe()
         self.update_id = 0
@@ -101,7 +99,7 @@ async def test_a_fill_is_published_only_after_it_is_committed(harness: Harness) 
 async def test_feed_is_acquired_with_the_first_order_and_released_after_the_last(
     harness: Harness,
 ) -> None:
-    first, _ = await harness.service.submit("me", _request(order_size="1", price="1"))
+    await harness.service.submit("me", _request(order_size="1", price="1"))
     second, _ = await harness.service.submit("me", _request(order_size="1", price="1"))
     harness.quote("LTCBTC", "1", "1", "2", "1")
     for _ in range(4):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 
-from app.emulator.sources import recorded_lines, recorded_quotes, random_walk
+from app.emulator.sources import random_walk, recorded_lines, recorded_quotes
 
 BOOK_TICKER_FRAMES = 28_040
 
@@ -19,7 +19,9 @@ def test_recorded_book_ticker_payloads_are_the_recorded_ones() -> None:
 
 def test_looping_keeps_update_ids_rising() -> None:
     ids = [p["u"] for _, _, p in itertools.islice(recorded_quotes(), 2 * BOOK_TICKER_FRAMES + 5)]
-    assert all(b > a for a, b in itertools.pairwise(ids[BOOK_TICKER_FRAMES - 2 : BOOK_TICKER_FRAMES + 2]))
+    assert all(
+        b > a for a, b in itertools.pairwise(ids[BOOK_TICKER_FRAMES - 2 : BOOK_TICKER_FRAMES + 2])
+    )
     assert ids[BOOK_TICKER_FRAMES] > ids[BOOK_TICKER_FRAMES - 1]
     assert ids[2 * BOOK_TICKER_FRAMES] > ids[2 * BOOK_TICKER_FRAMES - 1]
 

@@ -49,7 +49,9 @@ async def _stored_count(client: TestClient) -> int:  # type: ignore[type-arg]
     ],
 )
 async def test_invalid_field_is_422_naming_it(
-    client: TestClient, change: dict[str, Any], field: str  # type: ignore[type-arg]
+    client: TestClient,
+    change: dict[str, Any],
+    field: str,  # type: ignore[type-arg]
 ) -> None:
     body = {**VALID, **change}
     body = {k: v for k, v in body.items() if v is not None}
@@ -63,7 +65,8 @@ async def test_invalid_field_is_422_naming_it(
 
 
 @pytest.mark.parametrize(
-    "raw", [b"{not json", b"", b'{"symbol": "LTCBTC",', b"\xff\xfe", b'{"a": NaN'],
+    "raw",
+    [b"{not json", b"", b'{"symbol": "LTCBTC",', b"\xff\xfe", b'{"a": NaN'],
 )
 async def test_malformed_json_is_400(client: TestClient, raw: bytes) -> None:  # type: ignore[type-arg]
     response = await client.post("/order/limit", data=raw)
@@ -113,7 +116,9 @@ async def test_body_over_64_kib_is_413(client: TestClient) -> None:  # type: ign
      ({"cursor": "zz"}, "cursor"), ({"symbol": "a-b"}, "symbol")],
 )  # fmt: skip
 async def test_bad_list_query_is_422(
-    client: TestClient, query: dict[str, str], field: str  # type: ignore[type-arg]
+    client: TestClient,
+    query: dict[str, str],
+    field: str,  # type: ignore[type-arg]
 ) -> None:
     response = await client.get("/orders", params=query)
     assert response.status == 422

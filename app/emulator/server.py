@@ -220,7 +220,9 @@ class BinanceEmulator:
                 if message.type is WSMsgType.TEXT:
                     if not self._within_rate(connection):
                         self.closed_for_rate += 1
-                        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"Too many requests")
+                        await ws.close(
+                            code=WSCloseCode.POLICY_VIOLATION, message=b"Too many requests"
+                        )
                         break
                     await self._request(connection, message.data)
         finally:
@@ -252,7 +254,9 @@ class BinanceEmulator:
         except orjson.JSONDecodeError:
             if self.stalled:
                 return
-            self._answer(connection, None, error=(3, "Invalid JSON: expected value at line 1 column 1"))
+            self._answer(
+                connection, None, error=(3, "Invalid JSON: expected value at line 1 column 1")
+            )
             return
         if not isinstance(request, dict):
             self._answer(connection, None, error=(2, "Invalid request: expected an object"))
@@ -263,11 +267,19 @@ class BinanceEmulator:
         request_id, method, params = request.get("id"), request.get("method"), request.get("params")
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
-                self._answer(connection, request_id, error=(2, "Invalid request: params must be a list of stream names"))
+                self._answer(
+                    connection,
+                    request_id,
+                    error=(2, "Invalid request: params must be a list of stream names"),
+                )
                 return
             if method == "SUBSCRIBE":
                 if len(connection.streams | set(params)) > self.max_streams_per_connection:
-                    self._answer(connection, request_id, error=(2, "Invalid request: too many streams on this connection"))
+                    self._answer(
+                        connection,
+                        request_id,
+                        error=(2, "Invalid request: too many streams on this connection"),
+                    )
                     return
                 self._subscribe(connection, params)
             else:
@@ -281,7 +293,9 @@ class BinanceEmulator:
         elif method == "LIST_SUBSCRIPTIONS":
             self._answer(connection, request_id, result=sorted(connection.streams))
         elif method is None:
-            self._answer(connection, request_id, error=(2, "Invalid request: missing field `method`"))
+            self._answer(
+                connection, request_id, error=(2, "Invalid request: missing field `method`")
+            )
         else:
             self._answer(
                 connection, request_id,

@@ -40,7 +40,7 @@ class RestingOrder:
 class _Ledger:
     """Quantity already taken per price on one side of the upstream book (rule 3)."""
 
-    __slots__ = ("_taken", "_is_ask")
+    __slots__ = ("_is_ask", "_taken")
 
     def __init__(self, is_ask: bool) -> None:
         self._taken: SortedDict = SortedDict()

@@ -179,7 +179,11 @@ class _Connection:
             in_url.append(stream)
         url = f"{self.feed.base_url}/stream?streams={'/'.join(in_url)}"
         ws = await self.feed.session.ws_connect(
-            url, autoping=True, heartbeat=None, max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=2.0)
+            url,
+            autoping=True,
+            heartbeat=None,
+            max_msg_size=0,
+            timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
         )
         self.subscribed = set(in_url)
         self.connected_at = time.monotonic()
@@ -227,10 +231,14 @@ class _Connection:
                 if time.monotonic() - self.connected_at >= feed.max_connection_age_s:
                     continue
                 if probe_id is not None:
-                    raise _Replace("stalled: the probe went unanswered", make_before_break=False) from None
+                    raise _Replace(
+                        "stalled: the probe went unanswered", make_before_break=False
+                    ) from None
                 probe_id = next(self._request_ids)
                 await self._bucket.take()
-                await ws.send_str(orjson.dumps({"method": "LIST_SUBSCRIPTIONS", "id": probe_id}).decode())
+                await ws.send_str(
+                    orjson.dumps({"method": "LIST_SUBSCRIPTIONS", "id": probe_id}).decode()
+                )
                 continue
             if self._handle(message):
                 probe_id = None

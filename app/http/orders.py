@@ -99,7 +99,9 @@ async def list_orders(request: web.Request) -> web.Response:
         orders=[OrderView.of(order, with_fills=False) for order in page.orders],
         next_cursor=page.next_cursor,
     )
-    return web.json_response(body.model_dump(mode="json", exclude={"orders": {"__all__": {"fills"}}}))
+    return web.json_response(
+        body.model_dump(mode="json", exclude={"orders": {"__all__": {"fills"}}})
+    )
 
 
 @routes.get("/orders/{order_id}")

@@ -33,7 +33,7 @@ def _origin_allowed(request: web.Request) -> bool:
     allowed = request.app[SETTINGS].allowed_origins
     if origin.rstrip("/") in allowed:
         return True
-    scheme, _, rest = origin.partition("://")
+    _, _, rest = origin.partition("://")
     return bool(rest) and rest.rstrip("/") == request.host
 
 

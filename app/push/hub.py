@@ -141,9 +141,7 @@ class PushHub:
             self._by_order[order_id].add(client)
         return interest
 
-    def start_order(
-        self, client: PushClient, order_id: str, *, fill_seq: int, final: bool
-    ) -> None:
+    def start_order(self, client: PushClient, order_id: str, *, fill_seq: int, final: bool) -> None:
         interest = client.orders[order_id]
         interest.fill_seq, interest.final, interest.ready = fill_seq, final, True
         held, interest.held = interest.held, []

@@ -8,11 +8,12 @@ from decimal import Decimal
 
 import structlog
 
-from app.bus import EventBus, order_event as _event
+from app.bus import EventBus
+from app.bus import order_event as _event
 from app.clock import now_us
 from app.domain import BookUpdate, OrderStatus
 from app.order import Order
-from app.schemas import LimitOrderRequest, ListQuery, OrderView
+from app.schemas import LimitOrderRequest, ListQuery
 from app.service.worker import Add, Cancel, FeedControl, Stop, StreamLost, SymbolWorker
 from app.store.base import DuplicateClientOrderId, OrderChange, OrderPage, OrderStore
 from app.tasks import TaskSupervisor
@@ -84,7 +85,9 @@ class OrderService:
         resumed = 0
         for order in await self._store.open_orders():
             if order.expires_at_us <= now:
-                order.finish(OrderStatus.EXPIRED, "expired: the service was down at expires_at", now)
+                order.finish(
+                    OrderStatus.EXPIRED, "expired: the service was down at expires_at", now
+                )
                 expired.append(order)
             else:
                 resumed += 1

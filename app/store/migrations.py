@@ -58,5 +58,7 @@ async def migrate(db: aiosqlite.Connection) -> int:
         )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         # executescript commits first; the whole migration then runs in one transaction.
-        await db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        await db.executescript(
+            f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+        )
     return len(MIGRATIONS)

@@ -10,6 +10,7 @@ the others. Reads use a second connection and only ever see committed data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,9 @@ WriteFn = Callable[[aiosqlite.Connection], Awaitable[None]]
 @dataclass(slots=True)
 class _Write:
     run: WriteFn
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 def _order_row(order: Order) -> tuple[Any, ...]:
@@ -139,10 +142,8 @@ class SqliteStore:
             self.commits += 1
         except Exception as exc:  # the whole transaction is gone: fail every write in it
             log.error("store.commit_failed", error=repr(exc), writes=len(batch))
-            try:
+            with contextlib.suppress(Exception):  # no transaction may be left to undo
                 await db.execute("ROLLBACK")
-            except Exception:
-                pass
             failure = StoreError(f"database write failed: {exc}")
             outcomes = [failure] * len(batch)
         for write, outcome in zip(batch, outcomes, strict=True):
@@ -192,7 +193,9 @@ class SqliteStore:
                         fills,
                     )
                 except sqlite3.IntegrityError as exc:
-                    raise StoreError(f"a fill is already stored or its order is unknown: {exc}")
+                    raise StoreError(
+                        f"a fill is already stored or its order is unknown: {exc}"
+                    ) from exc
             cursor = await db.executemany(
                 "UPDATE orders SET status = ?, filled_qty = ?, notional = ?, fill_count = ?, "
                 "reason = ?, updated_at_us = ? "
