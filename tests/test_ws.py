@@ -40,7 +40,9 @@ def order_events(messages: list[dict[str, Any]]) -> list[tuple[str, int | None]]
 
 
 async def test_subscribe_to_an_order_gets_snapshot_fills_then_final(
-    client: TestClient, emulator: BinanceEmulator, events: EventLog  # type: ignore[type-arg]
+    client: TestClient,
+    emulator: BinanceEmulator,
+    events: EventLog,  # type: ignore[type-arg]
 ) -> None:
     order = await place(client, order_size="5", price="10")
     await emulator.wait_subscribed(stream("LTCBTC"))
@@ -61,7 +63,8 @@ async def test_subscribe_to_an_order_gets_snapshot_fills_then_final(
 
 
 async def test_query_string_shortcuts_subscribe_at_connect(
-    client: TestClient, emulator: BinanceEmulator  # type: ignore[type-arg]
+    client: TestClient,
+    emulator: BinanceEmulator,  # type: ignore[type-arg]
 ) -> None:
     order = await place(client, order_size="5", price="10")
     url = f"/ws?order_id={order['order_id']}&channel=orders&book=ltcbtc"
@@ -79,7 +82,8 @@ async def test_query_string_shortcuts_subscribe_at_connect(
 
 
 async def test_orders_channel_sees_every_order(
-    client: TestClient, emulator: BinanceEmulator  # type: ignore[type-arg]
+    client: TestClient,
+    emulator: BinanceEmulator,  # type: ignore[type-arg]
 ) -> None:
     async with client.ws_connect("/ws") as ws:
         await ws.send_json({"op": "subscribe", "channel": "orders"})
@@ -110,7 +114,9 @@ async def test_orders_channel_sees_every_order(
     ],
 )
 async def test_bad_client_messages_get_an_error_and_the_socket_stays_open(
-    client: TestClient, message: str, expected: str  # type: ignore[type-arg]
+    client: TestClient,
+    message: str,
+    expected: str,  # type: ignore[type-arg]
 ) -> None:
     async with client.ws_connect("/ws") as ws:
         await ws.send_str(message)
@@ -141,7 +147,9 @@ class SnapshotGate:
         return await self.original(owner, order_id)
 
 
-@pytest.mark.parametrize("hold_after_read", [False, True], ids=["fill-before-read", "fill-after-read"])
+@pytest.mark.parametrize(
+    "hold_after_read", [False, True], ids=["fill-before-read", "fill-after-read"]
+)
 async def test_subscribing_between_two_fills_loses_and_repeats_nothing(
     client: TestClient, emulator: BinanceEmulator, events: EventLog, hold_after_read: bool,  # type: ignore[type-arg]
     monkeypatch: pytest.MonkeyPatch,
@@ -172,7 +180,9 @@ async def test_subscribing_between_two_fills_loses_and_repeats_nothing(
 
 
 async def test_an_order_final_in_its_snapshot_gets_no_more_events(
-    client: TestClient, emulator: BinanceEmulator, events: EventLog  # type: ignore[type-arg]
+    client: TestClient,
+    emulator: BinanceEmulator,
+    events: EventLog,  # type: ignore[type-arg]
 ) -> None:
     order = await place(client, order_size="1", price="10")
     await client.delete(f"/orders/{order['order_id']}")

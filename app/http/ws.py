@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -137,10 +136,13 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         raise ApiError(403, "this Origin may not open the websocket")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE)
     await ws.prepare(request)
-    client = PushClient(ws, owner, max_queue=MAX_QUEUE)
+    transport = request.transport
+    client = PushClient(
+        ws, owner, max_queue=MAX_QUEUE, abort=transport.abort if transport else None
+    )
     hub = request.app[PUSH_HUB]
     hub.add_client(client)
-    writer = asyncio.create_task(client.write_loop(), name="ws-writer")
+    client.start()
     session = _Session(request, client)
     bound = log.bind(owner=owner, peer=request.remote)
     bound.info("ws.connected")
@@ -157,7 +159,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         hub.remove_client(client)
         if not client.closing:
             client.close(WSCloseCode.OK, "bye")
-        await writer
+        await client.finish()
         bound.info("ws.disconnected", code=client.close_code)
     return ws
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import WSCloseCode, web
 
 OVERFLOW_CLOSE_CODE = WSCloseCode.TRY_AGAIN_LATER  # 1013
 OVERFLOW_REASON = "too slow: outgoing queue full; reconnect and resubscribe for a snapshot"
+CLOSE_TIMEOUT_S = 2.0
 
 
 @dataclass(slots=True)
@@ -30,8 +32,18 @@ class OrderInterest:
 
 
 class PushClient:
-    def __init__(self, ws: web.WebSocketResponse, owner: str, *, max_queue: int) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        owner: str,
+        *,
+        max_queue: int,
+        abort: Callable[[], None] | None = None,
+    ) -> None:
         self.ws = ws
+        self._abort = abort
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self.owner = owner
         self.orders: dict[str, OrderInterest] = {}
         self.orders_channel = False
@@ -41,7 +53,9 @@ class PushClient:
         self._max_queue = max_queue
         self._wake = asyncio.Event()
         self.closing = False
+        self.overflowed = False
         self.close_code: int | None = None
+        self._close_reason = ""
 
     # -- producer side (never awaits) ---------------------------------------------------
 
@@ -49,7 +63,12 @@ class PushClient:
         if self.closing:
             return
         if len(self._frames) >= self._max_queue:
+            self.overflowed = True
             self.close(OVERFLOW_CLOSE_CODE, OVERFLOW_REASON)
+            # Its writer may be blocked on a socket that never drains: don't wait for it.
+            if self._writer is not None:
+                self._writer.cancel()
+            self._closer = asyncio.create_task(self._close_now())
             return
         self._frames.append(frame)
         self._wake.set()
@@ -71,7 +90,27 @@ class PushClient:
     def pending(self) -> int:
         return len(self._frames) + len(self._latest_book)
 
+    async def _close_now(self) -> None:
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code=self.close_code or 1000, message=self._close_reason.encode()),
+                CLOSE_TIMEOUT_S,
+            )
+        except (TimeoutError, ConnectionError, RuntimeError):
+            if self._abort is not None:
+                self._abort()
+
     # -- writer task ----------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        self._writer = asyncio.create_task(self.write_loop(), name="ws-writer")
+        return self._writer
+
+    async def finish(self) -> None:
+        """Wait for the writer (and any overflow close) to be done."""
+        for task in (self._writer, self._closer):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
 
     async def write_loop(self) -> None:
         ws = self.ws
@@ -91,5 +130,5 @@ class PushClient:
                         break
         except (ConnectionError, RuntimeError):
             self.closing = True  # the socket went away under us
-        if self.closing and self.close_code is not None and not ws.closed:
+        if self.closing and self.close_code is not None and not ws.closed and not self.overflowed:
             await ws.close(code=self.close_code, message=self._close_reason.encode())
