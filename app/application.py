@@ -13,6 +13,7 @@ from app.feed.binance import BinanceFeed
 from app.http import health, orders, ws
 from app.http.auth import Authenticator
 from app.http.errors import error_middleware
+from app.http.pages import setup_pages
 from app.keys import AUTH, BUS, FEED, MARKET, PUSH_HUB, SERVICE, SETTINGS, STORE, TASKS
 from app.market import MarketInterest
 from app.push.hub import PushHub
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(health.routes)
     app.add_routes(orders.routes)
     app.add_routes(ws.routes)
+    setup_pages(app)
     app.on_shutdown.append(ws.close_all)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_service_ctx)

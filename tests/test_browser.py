@@ -1,0 +1,105 @@
+"""The page in a real headless Chromium (Debian's), driven by Playwright.
+
+Submits an order through the form, sees its fills arrive live in the table, the fill log
+and as chart markers, and saves a screenshot under artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.emulator.server import BinanceEmulator
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+
+pytestmark = pytest.mark.slow
+
+if not CHROMIUM.exists() and not os.environ.get("CI"):
+    pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
+
+playwright_api = pytest.importorskip("playwright.async_api")
+
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+async def _quotes(emulator: BinanceEmulator, stop: asyncio.Event) -> None:
+    """A live-looking BTCUSDT market whose asks stay above 101 until the test moves them."""
+    step = 0
+    while not stop.is_set():
+        step += 1
+        bid = 100 + (step % 7) / 10
+        emulator.book_ticker("BTCUSDT", f"{bid:.1f}", "3", f"{bid + 1.5:.1f}", "0.4")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.1)
+
+
+async def test_submit_through_the_form_and_watch_it_fill(
+    client: TestClient,
+    emulator: BinanceEmulator,  # type: ignore[type-arg]
+) -> None:
+    base = f"http://{client.host}:{client.port}"
+    stop = asyncio.Event()
+    market = asyncio.create_task(_quotes(emulator, stop))
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1440, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            await page.goto(base + "/")
+            await page.wait_for_selector('#conn[data-state="open"]', timeout=10_000)
+            await page.wait_for_function("window.executor.state.lastTime.bid > 0", timeout=10_000)
+
+            await page.fill("#f-symbol", "btcusdt")
+            await page.click("label.side.buy")
+            await page.fill("#f-size", "1")
+            await page.fill("#f-price", "101.5")
+            await page.fill("#f-timeout", "60")
+            await page.click("#submit")
+            row = page.locator("#orders tbody tr[data-order-id]").first
+            await row.wait_for(timeout=5_000)
+            order_id = await row.get_attribute("data-order-id")
+            assert order_id and len(order_id) == 32
+            await page.wait_for_selector(f'tr[data-order-id="{order_id}"][data-status="open"]')
+
+            stop.set()
+            await market
+            await emulator.wait_subscribed("btcusdt@bookTicker")
+            emulator.book_ticker("BTCUSDT", "100", "3", "101.5", "0.4")  # fill 1: 0.4
+            await page.wait_for_selector(
+                f'tr[data-order-id="{order_id}"][data-status="partially_filled"]', timeout=5_000
+            )
+            emulator.book_ticker("BTCUSDT", "100", "3", "101", "5")  # fill 2: the other 0.6
+            await page.wait_for_selector(
+                f'tr[data-order-id="{order_id}"][data-status="filled"]', timeout=5_000
+            )
+            await page.wait_for_function(
+                "document.querySelectorAll('#fills tbody tr').length === 2"
+            )
+            fills = await page.locator("#fills tbody tr td:nth-child(3)").all_inner_texts()
+            assert sorted(fills) == ["101", "101.5"]
+            markers = await page.evaluate("window.executor.state.markers.ask.map(m => m.text)")
+            assert markers == ["0.4 @ 101.5", "0.6 @ 101"]
+            progress = await page.locator(
+                f'tr[data-order-id="{order_id}"] [role=progressbar]'
+            ).get_attribute("aria-valuenow")
+            assert progress == "100"
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(SCREENSHOTS / "page.png"), full_page=True)
+            assert errors == []
+        finally:
+            await browser.close()
+            stop.set()
+            await market
