@@ -1,8 +1,10 @@
-"""Command line: `python -m app` serves; `python -m app demo` runs the offline demo."""
+"""Command line: `python -m app` serves; `demo` runs the offline demo; `watch` and `submit`
+follow orders in a terminal."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pydantic import ValidationError
@@ -49,8 +51,43 @@ def main(argv: list[str] | None = None) -> None:
         help="also generate a seeded random walk for SYMBOL (repeatable)",
     )
     demo.add_argument("--seed", type=int, default=7)
+
+    from app.watch import default_url
+
+    watch = commands.add_parser("watch", help="follow an order's fills in the terminal")
+    watch.add_argument("order_id")
+    submit = commands.add_parser("submit", help="place a limit order (and --watch it)")
+    submit.add_argument("symbol")
+    submit.add_argument("side", choices=["buy", "sell"])
+    submit.add_argument("order_size")
+    submit.add_argument("price")
+    submit.add_argument("--timeout", type=float, dest="timeout_s")
+    submit.add_argument("--client-order-id")
+    submit.add_argument("--watch", action="store_true", help="follow it until it ends")
+    for command in (watch, submit):
+        command.add_argument("--url", default=default_url(), help="service base URL")
+        command.add_argument("--token", default=os.environ.get("API_TOKEN"), help="API token")
     args = parser.parse_args(argv)
 
+    if args.command in ("watch", "submit"):
+        import asyncio
+
+        from app import watch as terminal
+
+        if args.command == "watch":
+            coro = terminal.watch(args.url, args.order_id, token=args.token, out=sys.stdout)
+        else:
+            body = {
+                "symbol": args.symbol, "side": args.side, "order_size": args.order_size,
+                "price": args.price,
+            }  # fmt: skip
+            if args.timeout_s is not None:
+                body["timeout_s"] = args.timeout_s
+            if args.client_order_id:
+                body["client_order_id"] = args.client_order_id
+            coro = terminal.submit(args.url, body, token=args.token, follow=args.watch,
+                                   out=sys.stdout)  # fmt: skip
+        raise SystemExit(asyncio.run(coro))
     if args.command == "demo":
         from app.demo import run_demo
 
