@@ -255,3 +255,24 @@ async def test_depth_mode_sweeps_levels_best_first(
         assert [(f["price"], f["qty"]) for f in fills][3:] == [("102", "1")]
     finally:
         await events.close()
+
+
+async def test_health_and_readiness(client: TestClient, emulator: BinanceEmulator) -> None:  # type: ignore[type-arg]
+    from app.keys import SERVICE
+
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    body = await ready.json()
+    assert ready.status == 200 and body["ready"] and body["database"] == "ok"
+    assert body["feed"]["url"] == emulator.base_url and body["feed"]["connections"] == []
+    await place(client, order_size="1", price="1")
+    await emulator.wait_subscribed(stream("LTCBTC"))
+    feed = (await (await client.get("/readyz")).json())["feed"]
+    assert feed["connected"] and feed["connections"][0]["streams"] == ["ltcbtc@bookTicker"]
+    client.app[SERVICE].ready = False  # as before recovery has finished
+    not_ready = await client.get("/readyz")
+    assert not_ready.status == 503 and (await not_ready.json())["ready"] is False
+    refused = await client.post(
+        "/order/limit", json={"symbol": "LTCBTC", "order_size": 1, "price": 1}
+    )
+    assert refused.status == 503 and refused.headers["Retry-After"] == "1"
