@@ -13,9 +13,23 @@ from app.feed.binance import BinanceFeed
 from app.http import health, orders, ws
 from app.http.auth import Authenticator
 from app.http.errors import error_middleware
+from app.http.limits import RateLimiter
+from app.http.openapi import setup_openapi
 from app.http.pages import setup_pages
-from app.keys import AUTH, BUS, FEED, MARKET, PUSH_HUB, SERVICE, SETTINGS, STORE, TASKS
+from app.keys import (
+    AUTH,
+    BUS,
+    FEED,
+    MARKET,
+    PUSH_HUB,
+    RATE_LIMITER,
+    SERVICE,
+    SETTINGS,
+    STORE,
+    TASKS,
+)
 from app.market import MarketInterest
+from app.metrics import setup_metrics
 from app.push.hub import PushHub
 from app.service.orders import OrderService
 from app.settings import Settings
@@ -29,7 +43,9 @@ MAX_BODY_BYTES = 64 * 1024
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    store = await SqliteStore.open(settings.database_path)
+    store = await SqliteStore.open(
+        settings.database_path, busy_timeout_ms=settings.db_busy_timeout_ms
+    )
     app[STORE] = store
     log.info("store.opened", path=str(settings.database_path))
     yield
@@ -66,7 +82,12 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     market = app[MARKET] = MarketInterest(feed)
     service = app[SERVICE] = OrderService(
-        app[STORE], bus, market, tasks, default_timeout_s=settings.order_timeout_seconds
+        app[STORE],
+        bus,
+        market,
+        tasks,
+        default_timeout_s=settings.order_timeout_seconds,
+        max_open_orders=settings.max_open_orders,
     )
     hub = app[PUSH_HUB] = PushHub(bus, acquire_book=market.acquire, release_book=market.release)
     tasks.spawn(hub.run(), name="push-hub", endless=True)
@@ -82,10 +103,13 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings.api_tokens)
+    app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s)
     app.add_routes(health.routes)
     app.add_routes(orders.routes)
     app.add_routes(ws.routes)
     setup_pages(app)
+    setup_metrics(app)
+    setup_openapi(app)
     app.on_shutdown.append(ws.close_all)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_service_ctx)

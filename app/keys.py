@@ -7,6 +7,7 @@ from aiohttp import web
 from app.bus import InProcessBus
 from app.feed.binance import BinanceFeed
 from app.http.auth import Authenticator
+from app.http.limits import RateLimiter
 from app.market import MarketInterest
 from app.push.hub import PushHub
 from app.service.orders import OrderService
@@ -23,3 +24,4 @@ SERVICE = web.AppKey("service", OrderService)
 TASKS = web.AppKey("tasks", TaskSupervisor)
 AUTH = web.AppKey("auth", Authenticator)
 PUSH_HUB = web.AppKey("push_hub", PushHub)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)

@@ -6,7 +6,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from app.clock import rfc3339
 from app.decimals import avg_price, fmt
@@ -49,7 +49,17 @@ def _strict_decimal(value: object) -> Decimal:
 
 
 PositiveDecimal = Annotated[
-    Decimal, BeforeValidator(_strict_decimal), Field(json_schema_extra={"type": "string"})
+    Decimal,
+    BeforeValidator(_strict_decimal),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^[0-9]{1,20}(\.[0-9]{1,18})?$"},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 1e19},
+            ],
+            "description": "> 0, < 10^20, at most 18 digits after the point",
+        }
+    ),
 ]
 
 
@@ -68,7 +78,9 @@ class LimitOrderRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    symbol: str = Field(min_length=2, max_length=20)
+    symbol: str = Field(
+        min_length=2, max_length=20, json_schema_extra={"pattern": "^[A-Za-z0-9]{2,20}$"}
+    )
     order_size: PositiveDecimal
     price: PositiveDecimal
     side: Side = Side.SELL

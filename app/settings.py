@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     feed_stall_timeout_s: float = Field(10.0, gt=0)
     feed_max_connection_age_s: float = Field(23.5 * 3600, gt=0)
     shutdown_timeout_s: float = Field(8.0, gt=0)
+    ws_max_connections_per_owner: int = Field(64, ge=1)
+    ws_max_subscriptions: int = Field(256, ge=1)
+    db_busy_timeout_ms: int = Field(5000, ge=0)
 
     @field_validator("binance_ws_url")
     @classmethod

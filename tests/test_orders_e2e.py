@@ -276,3 +276,32 @@ async def test_health_and_readiness(client: TestClient, emulator: BinanceEmulato
         "/order/limit", json={"symbol": "LTCBTC", "order_size": 1, "price": 1}
     )
     assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+
+
+async def test_metrics(client: TestClient, emulator: BinanceEmulator, events: EventLog) -> None:  # type: ignore[type-arg]
+    order = await place(client, order_size="2", price="5")
+    await emulator.wait_subscribed(stream("LTCBTC"))
+    emulator.book_ticker("LTCBTC", "5", "2", "6", "1")
+    emulator.book_ticker("LTCBTC", "5", "2", "6", "1", update_id=1)  # out of order: skipped
+    emulator.publish("ltcbtc@bookTicker", {"u": "garbage"})  # malformed: skipped
+    emulator.book_ticker("LTCBTC", "5", "2", "6", "1")
+    await events.wait_for(order["order_id"], "filled")
+    async with client.ws_connect("/ws?channel=orders") as ws:
+        await ws.receive_json()
+        text = await (await client.get("/metrics")).text()
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples['executor_orders_total{status="open"}'] == 1
+    assert samples['executor_orders_total{status="filled"}'] == 1
+    assert samples["executor_fills_total"] == 1
+    assert samples["executor_open_orders"] == 0
+    assert samples['executor_market_updates_total{outcome="skipped"}'] == 1
+    assert samples['executor_market_updates_total{outcome="applied"}'] >= 2
+    assert samples["executor_upstream_connected"] == 1
+    assert samples["executor_upstream_malformed_frames_total"] == 1
+    assert samples["executor_ws_clients"] == 1
+    count = 'executor_http_request_duration_seconds_count{method="POST",route="/order/limit"}'
+    assert samples[count] == 1

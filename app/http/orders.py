@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from app.http.errors import ApiError, validation_error
-from app.keys import AUTH, SERVICE
+from app.keys import AUTH, RATE_LIMITER, SERVICE
 from app.order import Order
 from app.schemas import LimitOrderRequest, ListQuery, OrderList, OrderView
 from app.service.orders import (
@@ -18,6 +18,7 @@ from app.service.orders import (
     NotReady,
     OrderAlreadyFinal,
     OrderNotFound,
+    TooManyOpenOrders,
 )
 from app.store.base import StoreError
 
@@ -56,9 +57,16 @@ def _unavailable(message: str) -> ApiError:
     return ApiError(503, message, headers={"Retry-After": "1"})
 
 
+def order_request_owner(request: web.Request) -> str:
+    """Authenticate an order request (POST/DELETE) and count it against the rate limit."""
+    owner = request.app[AUTH].owner(request)
+    request.app[RATE_LIMITER].check(owner)
+    return owner
+
+
 @routes.post("/order/limit")
 async def submit_order(request: web.Request) -> web.Response:
-    owner = request.app[AUTH].owner(request)
+    owner = order_request_owner(request)
     body = await read_json_object(request)
     try:
         order_request = LimitOrderRequest.model_validate(body)
@@ -69,6 +77,8 @@ async def submit_order(request: web.Request) -> web.Response:
         order, created = await service.submit(owner, order_request)
     except IdempotencyConflict as exc:
         raise ApiError(409, str(exc), code="idempotency_conflict") from exc
+    except TooManyOpenOrders as exc:
+        raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from exc
     except NotReady as exc:
         raise _unavailable("the service is starting or stopping") from exc
     except StoreError as exc:
@@ -117,7 +127,7 @@ async def get_order(request: web.Request) -> web.Response:
 
 @routes.delete("/orders/{order_id}")
 async def cancel_order(request: web.Request) -> web.Response:
-    owner = request.app[AUTH].owner(request)
+    owner = order_request_owner(request)
     order_id = request.match_info["order_id"]
     try:
         order = await request.app[SERVICE].cancel(owner, order_id)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-import orjson
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -36,6 +36,10 @@ def _origin_allowed(request: web.Request) -> bool:
     return bool(rest) and rest.rstrip("/") == request.host
 
 
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 class _Session:
     """One connected client: parses its messages and manages its subscriptions."""
 
@@ -44,14 +48,25 @@ class _Session:
         self.client = client
         self.hub = request.app[PUSH_HUB]
         self.service = request.app[SERVICE]
+        self.max_subscriptions = request.app[SETTINGS].ws_max_subscriptions
+
+    def room_for_one_more(self) -> bool:
+        client = self.client
+        used = len(client.orders) + len(client.books) + client.orders_channel
+        if used < self.max_subscriptions:
+            return True
+        self.error(f"too many subscriptions on this socket: at most {self.max_subscriptions}")
+        return False
 
     def error(self, message: str) -> None:
         self.client.send(encode({"type": "error", "message": message}))
 
     async def handle_text(self, text: str) -> None:
         try:
-            message = orjson.loads(text)
-        except orjson.JSONDecodeError:
+            # The stdlib parser: client messages are small and rare, and it takes any
+            # valid JSON (orjson refuses integers beyond 64 bits).
+            message = json.loads(text, parse_constant=_reject_constant)
+        except ValueError:
             self.error("message is not valid JSON")
             return
         if not isinstance(message, dict):
@@ -69,12 +84,15 @@ class _Session:
             if not isinstance(order_id, str) or not 0 < len(order_id) <= 64:
                 self.error('"order_id" must be an order id string')
             elif op == "subscribe":
-                await self.subscribe_order(order_id)
+                if order_id in self.client.orders or self.room_for_one_more():
+                    await self.subscribe_order(order_id)
             else:
                 self.hub.unwatch_order(self.client, order_id)
                 self.client.send(encode({"type": "unsubscribed", "order_id": order_id}))
         elif channel == "orders" and order_id is None:
             if op == "subscribe":
+                if not self.client.orders_channel and not self.room_for_one_more():
+                    return
                 self.hub.watch_orders_channel(self.client)
                 self.client.send(encode({"type": "subscribed", "channel": "orders"}))
             else:
@@ -87,6 +105,8 @@ class _Session:
                 return
             symbol = symbol.upper()
             if op == "subscribe":
+                if symbol not in self.client.books and not self.room_for_one_more():
+                    return
                 self.client.send(
                     encode({"type": "subscribed", "channel": "book", "symbol": symbol})
                 )
@@ -134,13 +154,20 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     owner = request.app[AUTH].owner(request, allow_query=True)
     if not _origin_allowed(request):
         raise ApiError(403, "this Origin may not open the websocket")
+    settings = request.app[SETTINGS]
+    hub = request.app[PUSH_HUB]
+    if hub.connections_of(owner) >= settings.ws_max_connections_per_owner:
+        raise ApiError(
+            429,
+            f"too many websocket connections: at most {settings.ws_max_connections_per_owner}",
+            headers={"Retry-After": "5"},
+        )
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE)
     await ws.prepare(request)
     transport = request.transport
     client = PushClient(
         ws, owner, max_queue=MAX_QUEUE, abort=transport.abort if transport else None
     )
-    hub = request.app[PUSH_HUB]
     hub.add_client(client)
     client.start()
     session = _Session(request, client)

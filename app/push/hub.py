@@ -12,7 +12,7 @@ and dropped, or newer and sent after the snapshot, in order.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +69,7 @@ class PushHub:
         self._orders_channel: dict[str, set[PushClient]] = defaultdict(set)
         self._by_book: dict[str, set[PushClient]] = defaultdict(set)
         self._last_book: dict[str, str] = {}
+        self._per_owner: Counter[str] = Counter()
 
     async def run(self) -> None:
         subscription = self._bus.subscribe()
@@ -123,9 +124,15 @@ class PushHub:
 
     def add_client(self, client: PushClient) -> None:
         self.clients.add(client)
+        self._per_owner[client.owner] += 1
+
+    def connections_of(self, owner: str) -> int:
+        return self._per_owner[owner]
 
     def remove_client(self, client: PushClient) -> None:
-        self.clients.discard(client)
+        if client in self.clients:
+            self.clients.discard(client)
+            self._per_owner[client.owner] -= 1
         for order_id in list(client.orders):
             self.unwatch_order(client, order_id)
         if client.orders_channel:

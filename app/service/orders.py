@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from decimal import Decimal
 
 import structlog
@@ -45,6 +46,12 @@ class NotReady(Exception):
     pass
 
 
+class TooManyOpenOrders(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"too many open orders: at most {limit} per owner")
+        self.limit = limit
+
+
 def _differences(existing: Order, request: LimitOrderRequest, timeout_s: float) -> list[str]:
     wanted: dict[str, tuple[object, object]] = {
         "symbol": (existing.symbol, request.symbol),
@@ -65,6 +72,7 @@ class OrderService:
         tasks: TaskSupervisor,
         *,
         default_timeout_s: float,
+        max_open_orders: int = 0,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -73,6 +81,10 @@ class OrderService:
         self._default_timeout_s = default_timeout_s
         self._workers: dict[str, SymbolWorker] = {}
         self._open: dict[str, str] = {}  # order_id -> symbol, for every order a worker holds
+        self._max_open = max_open_orders
+        # Open orders per owner, counting those being stored right now (reserved first).
+        self._open_by_owner: Counter[str] = Counter()
+        self.status_counts: Counter[str] = Counter()
         self.ready = False
         self._stopping = False
 
@@ -94,6 +106,7 @@ class OrderService:
                 self._route(order)
         if expired:
             await self._store.apply([OrderChange(order) for order in expired])
+            self.status_counts[OrderStatus.EXPIRED.value] += len(expired)
             await self._bus.publish([_event(order.status.value, order) for order in expired])
         self.ready = True
         log.info("service.recovered", resumed=resumed, expired=len(expired))
@@ -128,6 +141,17 @@ class OrderService:
             existing = await self._store.get_by_client_order_id(owner, request.client_order_id)
             if existing is not None:
                 return self._same_or_conflict(existing, request, timeout_s), False
+        if self._max_open and self._open_by_owner[owner] >= self._max_open:
+            raise TooManyOpenOrders(self._max_open)
+        self._open_by_owner[owner] += 1  # reserved while it is stored
+        try:
+            return await self._accept(owner, request, timeout_s)
+        finally:
+            self._open_by_owner[owner] -= 1
+
+    async def _accept(
+        self, owner: str, request: LimitOrderRequest, timeout_s: float
+    ) -> tuple[Order, bool]:
         created = now_us()
         order = Order(
             order_id=uuid.uuid4().hex,
@@ -155,6 +179,7 @@ class OrderService:
             "order.accepted", order_id=order.order_id, symbol=order.symbol,
             side=order.side.value, size=str(order.order_size), price=str(order.price),
         )  # fmt: skip
+        self.status_counts[OrderStatus.OPEN.value] += 1
         await self._bus.publish([_event("accepted", order)])
         self._route(order)
         return order, True
@@ -174,10 +199,13 @@ class OrderService:
             )
             self._tasks.spawn(worker.run(), name=f"worker:{order.symbol}")
         self._open[order.order_id] = order.symbol
+        self._open_by_owner[order.owner] += 1
         worker.submit(Add(order))
 
     def _forget(self, order: Order) -> None:
-        self._open.pop(order.order_id, None)
+        if self._open.pop(order.order_id, None) is not None:
+            self._open_by_owner[order.owner] -= 1
+        self.status_counts[order.status.value] += 1
 
     async def get(self, owner: str, order_id: str) -> Order:
         order = await self._store.get(order_id)
@@ -210,6 +238,18 @@ class OrderService:
         if cancelled is None:
             raise OrderAlreadyFinal(final)
         return final
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def worker_totals(self) -> dict[str, int]:
+        workers = self._workers.values()
+        return {
+            "fills": sum(w.fills for w in workers),
+            "applied": sum(w.updates_applied for w in workers),
+            "skipped": sum(w.updates_skipped for w in workers),
+        }
 
     def state(self) -> dict[str, object]:
         return {

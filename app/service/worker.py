@@ -107,6 +107,7 @@ class SymbolWorker:
         self._log = log.bind(symbol=symbol)
         self.updates_applied = 0
         self.updates_skipped = 0
+        self.fills = 0
 
     def submit(self, command: Command) -> None:
         self._queue.put_nowait(command)
@@ -149,6 +150,7 @@ class SymbolWorker:
             committed = await self._commit(list(batch.changes.values()), stopping=stop)
             if not committed:
                 return True
+        self.fills += sum(len(change.new_fills) for change in batch.changes.values())
         if batch.events:
             await self._bus.publish(batch.events)
         for reply, order in batch.replies:

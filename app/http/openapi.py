@@ -1,0 +1,102 @@
+"""GET /openapi.json: OpenAPI 3.1 of the HTTP surface, generated from the pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic.json_schema import models_json_schema
+
+from app.schemas import ErrorResponse, LimitOrderRequest, OrderList, OrderView
+
+_REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    reasons = {
+        400: "Malformed JSON", 401: "Missing or invalid bearer token", 404: "Unknown order",
+        409: "Conflict", 413: "Body over 64 KiB", 422: "Invalid request, naming each field",
+        429: "Rate limit or open-order cap (see Retry-After)",
+        503: "Starting, stopping, or the database refused the write",
+    }  # fmt: skip
+    return {str(s): _json(_ref("ErrorResponse"), reasons[s]) for s in statuses}
+
+
+def build_openapi() -> dict[str, Any]:
+    _, definitions = models_json_schema(
+        [(m, "validation") for m in (LimitOrderRequest,)]
+        + [(m, "serialization") for m in (OrderView, OrderList, ErrorResponse)],
+        ref_template=_REF,
+    )
+    order = _ref("OrderView")
+    order_id = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    location = {"Location": {"schema": {"type": "string"}, "description": "/orders/{order_id}"}}
+    security = [{"bearer": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Trade executor", "version": "1.0.0",
+                 "description": "Simulated limit orders filled against Binance market data."},
+        "components": {
+            "schemas": definitions["$defs"],
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/order/limit": {"post": {
+                "summary": "Place a limit order", "security": security,
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("LimitOrderRequest")}}},
+                "responses": {
+                    "202": {**_json(order, "Accepted: the order, open"), "headers": location},
+                    "200": {**_json(order, "The existing order for a repeated client_order_id"),
+                            "headers": location},
+                    **_errors(400, 401, 409, 413, 422, 429, 503),
+                },
+            }},
+            "/orders": {"get": {
+                "summary": "List orders, newest first", "security": security,
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": [
+                        "open", "partially_filled", "filled", "expired", "cancelled", "rejected"]}},
+                    {"name": "symbol", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": _json(_ref("OrderList"), "A page of orders"),
+                              **_errors(401, 422)},
+            }},
+            "/orders/{order_id}": {
+                "get": {"summary": "One order with its fills", "security": security,
+                        "parameters": [order_id],
+                        "responses": {"200": _json(order, "The order"), **_errors(401, 404)}},
+                "delete": {"summary": "Cancel an order", "security": security,
+                           "parameters": [order_id],
+                           "responses": {"200": _json(order, "Cancelled, fills kept"),
+                                         **_errors(401, 404, 409, 429, 503)}},
+            },
+            "/healthz": {"get": {"summary": "Liveness", "responses": {
+                "200": _json({"type": "object"}, "The process serves")}}},
+            "/readyz": {"get": {"summary": "Readiness and upstream feed state", "responses": {
+                "200": _json({"type": "object"}, "Ready"),
+                "503": _json({"type": "object"}, "Not ready yet")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+                "200": {"description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        },
+    }  # fmt: skip
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(build_openapi())
+
+
+def setup_openapi(app: web.Application) -> None:
+    app.router.add_get("/openapi.json", openapi)

@@ -1,0 +1,51 @@
+"""/openapi.json, and a Schemathesis run against it: no 5xx, no response off-schema."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.emulator.server import BinanceEmulator
+from tests.service_process import ServiceProcess
+
+
+async def test_openapi_document(client: TestClient) -> None:  # type: ignore[type-arg]
+    response = await client.get("/openapi.json")
+    assert response.status == 200
+    document = await response.json()
+    assert document["openapi"].startswith("3.1")
+    assert set(document["paths"]) >= {"/order/limit", "/orders", "/orders/{order_id}", "/readyz"}
+    request = document["components"]["schemas"]["LimitOrderRequest"]
+    assert set(request["required"]) == {"symbol", "order_size", "price"}
+    assert request["additionalProperties"] is False
+    order = document["components"]["schemas"]["OrderView"]
+    assert order["properties"]["filled_qty"]["type"] == "string"  # decimals are strings
+
+
+@pytest.mark.slow
+async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
+    tmp_path: Path, emulator: BinanceEmulator
+) -> None:
+    service = ServiceProcess(tmp_path / "fuzz.db", emulator.base_url, RATE_LIMIT_PER_S="0")
+    await service.start()
+    try:
+        checks = ",".join([
+            "not_a_server_error", "status_code_conformance", "content_type_conformance",
+            "response_headers_conformance", "response_schema_conformance",
+        ])  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "schemathesis.cli", "run", f"{service.url}/openapi.json",
+            "--checks", checks, "--max-examples", "100", "--seed", "1",
+            "--phases", "examples,coverage,fuzzing", "--no-color",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await asyncio.wait_for(process.communicate(), 300)
+        report = output.decode()
+        assert process.returncode == 0, report[-4000:]
+        assert "passed" in report.lower()
+    finally:
+        await service.terminate()
