@@ -21,11 +21,13 @@ async function api(method, path, body) {
   const headers = { "Content-Type": "application/json" };
   if (token()) headers.Authorization = `Bearer ${token()}`;
   const response = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
-  if (response.status === 401) {
+  if (response.status === 401 && !state.asking) {
+    state.asking = true;  // ask once, not once per request
     const entered = prompt("This service needs an API token:");
+    state.asking = false;
     if (entered) {
       localStorage.setItem("executor-token", entered.trim());
-      connect(true);
+      if (state.ws) connect(true);
       return api(method, path, body);
     }
   }
@@ -203,9 +205,10 @@ function connect(force) {
   state.ws = ws;
   setConnection("connecting…", false);
   ws.onopen = () => {
+    if (state.everOpened) loadOrders();  // catch up on what happened while disconnected
+    state.everOpened = true;
     state.backoffMs = 500;
     setConnection("live", true);
-    loadOrders();  // catch up on whatever happened while disconnected
   };
   ws.onmessage = (event) => onMessage(JSON.parse(event.data));
   ws.onclose = (event) => {
@@ -279,4 +282,5 @@ $("#order-form").addEventListener("submit", async (event) => {
 window.executor = { state };
 
 resetChart(state.chartSymbol);
-connect(false);
+// The first request asks for a token if the service needs one; the socket then uses it.
+loadOrders().finally(() => connect(false));

@@ -103,3 +103,29 @@ async def test_submit_through_the_form_and_watch_it_fill(
             await browser.close()
             stop.set()
             await market
+
+
+async def test_the_page_asks_for_the_token_once(start_app) -> None:  # type: ignore[no-untyped-def]
+    client = await start_app(api_tokens="alice:alice-token")
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = await browser.new_page()
+            prompts: list[str] = []
+
+            async def answer(dialog) -> None:  # type: ignore[no-untyped-def]
+                prompts.append(dialog.message)
+                await dialog.accept("alice-token")
+
+            page.on("dialog", answer)
+            await page.goto(f"http://{client.host}:{client.port}/")
+            await page.wait_for_selector('#conn[data-state="open"]', timeout=10_000)
+            await page.fill("#f-size", "1")
+            await page.fill("#f-price", "1")
+            await page.click("#submit")
+            await page.locator("#orders tbody tr[data-order-id]").first.wait_for(timeout=5_000)
+            assert prompts == ["This service needs an API token:"]
+        finally:
+            await browser.close()

@@ -42,11 +42,15 @@ def _check_database(path: Path) -> dict[str, tuple[str, Decimal, int]]:
 
 def _check_nothing_open_past_expiry(path: Path) -> None:
     now_us = time.time_ns() // 1000
-    late = sqlite3.connect(path).execute(
-        "SELECT COUNT(*) FROM orders WHERE status IN ('open', 'partially_filled') "
-        "AND expires_at_us <= ?",
-        (now_us,),
-    ).fetchone()[0]
+    late = (
+        sqlite3.connect(path)
+        .execute(
+            "SELECT COUNT(*) FROM orders WHERE status IN ('open', 'partially_filled') "
+            "AND expires_at_us <= ?",
+            (now_us,),
+        )
+        .fetchone()[0]
+    )
     assert late == 0, f"{late} orders are open past expires_at after recovery"
 
 
