@@ -12,5 +12,17 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+_SECONDS: dict[int, str] = {}
+
+
 def rfc3339(us: int) -> str:
-    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """`2026-11-25T04:54:33.461100Z`; the date-time part is cached per second."""
+    seconds, micros = divmod(us, 1_000_000)
+    prefix = _SECONDS.get(seconds)
+    if prefix is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[seconds] = (_EPOCH + timedelta(seconds=seconds)).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
+    return f"{prefix}.{micros:06d}Z"

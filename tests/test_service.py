@@ -85,7 +85,7 @@ def _request(**fields: object) -> LimitOrderRequest:
 
 
 async def test_a_fill_is_published_only_after_it_is_committed(harness: Harness) -> None:
-    order, _ = await harness.service.submit("me", _request(order_size="2", price="1"))
+    order, *_ = await harness.service.submit("me", _request(order_size="2", price="1"))
     assert (await harness.next_event()).event == "accepted"
     harness.store.failures = 2
     harness.quote("LTCBTC", "1", "5", "2", "1")
@@ -100,7 +100,7 @@ async def test_feed_is_acquired_with_the_first_order_and_released_after_the_last
     harness: Harness,
 ) -> None:
     await harness.service.submit("me", _request(order_size="1", price="1"))
-    second, _ = await harness.service.submit("me", _request(order_size="1", price="1"))
+    second, *_ = await harness.service.submit("me", _request(order_size="1", price="1"))
     harness.quote("LTCBTC", "1", "1", "2", "1")
     for _ in range(4):
         await harness.next_event()
@@ -110,7 +110,7 @@ async def test_feed_is_acquired_with_the_first_order_and_released_after_the_last
 
 
 async def test_updates_queued_during_a_commit_are_handled_in_one_batch(harness: Harness) -> None:
-    order, _ = await harness.service.submit("me", _request(order_size="100", price="1"))
+    order, *_ = await harness.service.submit("me", _request(order_size="100", price="1"))
     await harness.next_event()
     commits = harness.store.commits
     for n in range(1, 51):
@@ -123,7 +123,7 @@ async def test_updates_queued_during_a_commit_are_handled_in_one_batch(harness: 
 
 
 async def test_another_owner_sees_nothing(harness: Harness) -> None:
-    order, _ = await harness.service.submit("alice", _request(order_size="1", price="1"))
+    order, *_ = await harness.service.submit("alice", _request(order_size="1", price="1"))
     from app.service.orders import OrderNotFound
 
     with pytest.raises(OrderNotFound):

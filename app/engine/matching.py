@@ -113,6 +113,9 @@ class _OrderSide:
         if not bucket:
             del self._buckets[order.limit]
 
+    def best_limit(self) -> Decimal:
+        return self._buckets.peekitem(-1 if self.side is Side.BUY else 0)[0]  # type: ignore[no-any-return]
+
     def buckets_best_first(self) -> Iterator[tuple[Decimal, dict[str, RestingOrder]]]:
         keys = self._buckets.irange(reverse=self.side is Side.BUY)
         for limit in keys:
@@ -194,7 +197,9 @@ class SymbolMatcher:
         for side, levels in ((Side.BUY, update.asks), (Side.SELL, update.bids)):
             ledger = self._ledgers[side]
             offers = ledger.reconcile(levels, update.full_depth)
-            if self._sides[side] and offers:
+            orders = self._sides[side]
+            # The common case, nothing can fill, costs one look at the best limit.
+            if orders and offers and _acceptable(side, levels[0][0], orders.best_limit()):
                 self._match_side(side, levels, offers, update, ledger, executions)
         return executions
 

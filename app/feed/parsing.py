@@ -64,6 +64,24 @@ def _levels(raw: Any, side: str, *, best_is_highest: bool) -> tuple[Level, ...]:
     return tuple(levels)
 
 
+def _book_ticker(symbol: str, data: dict[str, Any], received_at: float) -> BookUpdate:
+    # The hottest path: one try around the exact conversions, validation after.
+    try:
+        update_id = data["u"]
+        bid, bid_qty = Decimal(data["b"]), Decimal(data["B"])
+        ask, ask_qty = Decimal(data["a"]), Decimal(data["A"])
+    except (KeyError, TypeError, InvalidOperation) as exc:
+        raise MalformedFrame(f"bookTicker payload is not u/b/B/a/A: {exc!r}") from exc
+    if type(update_id) is not int or update_id < 0:
+        raise MalformedFrame(f"u is not an update id: {update_id!r}")
+    for number in (bid, bid_qty, ask, ask_qty):
+        if not number.is_finite() or number < 0:
+            raise MalformedFrame(f"not a finite non-negative decimal: {number}")
+    if type(data["b"]) is not str or type(data["a"]) is not str:
+        raise MalformedFrame("prices must be decimal strings")
+    return BookUpdate(symbol.upper(), update_id, ((bid, bid_qty),), ((ask, ask_qty),), received_at)
+
+
 def parse_frame(raw: str | bytes, received_at: float) -> Frame:
     """Parse one text frame of the combined `/stream` endpoint.
 
@@ -88,13 +106,7 @@ def parse_frame(raw: str | bytes, received_at: float) -> Frame:
         return ServerShutdown()
     symbol, _, channel = stream.partition("@")
     if channel == "bookTicker":
-        return BookUpdate(
-            symbol=symbol.upper(),
-            update_id=_update_id(data.get("u"), "u"),
-            bids=((_decimal(data.get("b"), "b"), _decimal(data.get("B"), "B")),),
-            asks=((_decimal(data.get("a"), "a"), _decimal(data.get("A"), "A")),),
-            received_at=received_at,
-        )
+        return _book_ticker(symbol, data, received_at)
     if channel.startswith("depth") and "lastUpdateId" in data:
         # Partial-book frames carry no symbol: the stream name is the only place it is.
         return BookUpdate(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 
+import orjson
 import structlog
 from aiohttp import web
 from pydantic import ValidationError
@@ -30,6 +31,17 @@ _CODES = {
 }
 
 
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def json_response(
+    data: object, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON response encoded with orjson (several times faster than the stdlib)."""
+    return web.json_response(data, status=status, headers=headers, dumps=_dumps)
+
+
 class ApiError(Exception):
     def __init__(
         self,
@@ -51,9 +63,7 @@ class ApiError(Exception):
         body = ErrorResponse(
             error=ErrorBody(code=self.code, message=self.message, details=self.details)
         )
-        return web.json_response(
-            body.model_dump(mode="json"), status=self.status, headers=self.headers
-        )
+        return json_response(body.model_dump(mode="json"), status=self.status, headers=self.headers)
 
 
 def validation_error(error: ValidationError, *, prefix: tuple[str, ...] = ()) -> ApiError:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from app.http.errors import ApiError, validation_error
+from app.http.errors import ApiError, json_response, validation_error
 from app.keys import AUTH, RATE_LIMITER, SERVICE
 from app.order import Order
 from app.schemas import LimitOrderRequest, ListQuery, OrderList, OrderView
@@ -74,7 +74,7 @@ async def submit_order(request: web.Request) -> web.Response:
         raise validation_error(exc) from exc
     service = request.app[SERVICE]
     try:
-        order, created = await service.submit(owner, order_request)
+        order, created, view = await service.submit(owner, order_request)
     except IdempotencyConflict as exc:
         raise ApiError(409, str(exc), code="idempotency_conflict") from exc
     except TooManyOpenOrders as exc:
@@ -84,8 +84,8 @@ async def submit_order(request: web.Request) -> web.Response:
     except StoreError as exc:
         raise _unavailable(f"the order was not stored: {exc}") from exc
     location = f"/orders/{order.order_id}"
-    return web.json_response(
-        _order_json(order, with_fills=not created),
+    return json_response(
+        view if view is not None else _order_json(order, with_fills=True),
         status=202 if created else 200,
         headers={"Location": location},
     )
@@ -109,9 +109,7 @@ async def list_orders(request: web.Request) -> web.Response:
         orders=[OrderView.of(order, with_fills=False) for order in page.orders],
         next_cursor=page.next_cursor,
     )
-    return web.json_response(
-        body.model_dump(mode="json", exclude={"orders": {"__all__": {"fills"}}})
-    )
+    return json_response(body.model_dump(mode="json", exclude={"orders": {"__all__": {"fills"}}}))
 
 
 @routes.get("/orders/{order_id}")
@@ -122,7 +120,7 @@ async def get_order(request: web.Request) -> web.Response:
         order = await request.app[SERVICE].get(owner, order_id)
     except OrderNotFound as exc:
         raise _not_found(order_id) from exc
-    return web.json_response(_order_json(order, with_fills=True))
+    return json_response(_order_json(order, with_fills=True))
 
 
 @routes.delete("/orders/{order_id}")
@@ -139,4 +137,4 @@ async def cancel_order(request: web.Request) -> web.Response:
         ) from exc
     except NotReady as exc:
         raise _unavailable("the service is starting or stopping") from exc
-    return web.json_response(_order_json(order, with_fills=True))
+    return json_response(_order_json(order, with_fills=True))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from decimal import Decimal
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -13,6 +13,7 @@ from app.bus import EventBus
 from app.bus import order_event as _event
 from app.clock import now_us
 from app.domain import BookUpdate, OrderStatus
+from app.ids import new_order_id
 from app.order import Order
 from app.schemas import LimitOrderRequest, ListQuery
 from app.service.worker import Add, Cancel, FeedControl, Stop, StreamLost, SymbolWorker
@@ -40,6 +41,12 @@ class IdempotencyConflict(Exception):
         )
         self.existing = existing
         self.fields = fields
+
+
+class Submission(NamedTuple):
+    order: Order
+    created: bool  # False: an existing order returned for a repeated client_order_id
+    view: dict[str, Any] | None = None  # the order object as published, when created
 
 
 class NotReady(Exception):
@@ -132,15 +139,15 @@ class OrderService:
 
     # -- orders -------------------------------------------------------------------------
 
-    async def submit(self, owner: str, request: LimitOrderRequest) -> tuple[Order, bool]:
-        """Persist and start filling a new order; (order, False) for a repeated key."""
+    async def submit(self, owner: str, request: LimitOrderRequest) -> Submission:
+        """Persist and start filling a new order; `created` is False for a repeated key."""
         if not self.ready:
             raise NotReady()
         timeout_s = request.timeout_s or self._default_timeout_s
         if request.client_order_id is not None:
             existing = await self._store.get_by_client_order_id(owner, request.client_order_id)
             if existing is not None:
-                return self._same_or_conflict(existing, request, timeout_s), False
+                return Submission(self._same_or_conflict(existing, request, timeout_s), False)
         if self._max_open and self._open_by_owner[owner] >= self._max_open:
             raise TooManyOpenOrders(self._max_open)
         self._open_by_owner[owner] += 1  # reserved while it is stored
@@ -149,12 +156,10 @@ class OrderService:
         finally:
             self._open_by_owner[owner] -= 1
 
-    async def _accept(
-        self, owner: str, request: LimitOrderRequest, timeout_s: float
-    ) -> tuple[Order, bool]:
+    async def _accept(self, owner: str, request: LimitOrderRequest, timeout_s: float) -> Submission:
         created = now_us()
         order = Order(
-            order_id=uuid.uuid4().hex,
+            order_id=new_order_id(),
             owner=owner,
             client_order_id=request.client_order_id,
             symbol=request.symbol,
@@ -174,15 +179,16 @@ class OrderService:
             existing = await self._store.get_by_client_order_id(owner, order.client_order_id or "")
             if existing is None:
                 raise
-            return self._same_or_conflict(existing, request, timeout_s), False
+            return Submission(self._same_or_conflict(existing, request, timeout_s), False)
         log.info(
             "order.accepted", order_id=order.order_id, symbol=order.symbol,
             side=order.side.value, size=str(order.order_size), price=str(order.price),
         )  # fmt: skip
         self.status_counts[OrderStatus.OPEN.value] += 1
-        await self._bus.publish([_event("accepted", order)])
+        accepted = _event("accepted", order)
+        await self._bus.publish([accepted])
         self._route(order)
-        return order, True
+        return Submission(order, True, accepted.order)
 
     @staticmethod
     def _same_or_conflict(existing: Order, request: LimitOrderRequest, timeout_s: float) -> Order:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -101,7 +102,9 @@ class SymbolWorker:
         self._bus = bus
         self._feed = feed
         self._on_final = on_final
-        self._queue: asyncio.Queue[Command] = asyncio.Queue()
+        # A deque and an event: cheaper per command than asyncio.Queue on the quote path.
+        self._commands: deque[Command] = deque()
+        self._wakeup = asyncio.Event()
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         self._subscribed = False
         self._log = log.bind(symbol=symbol)
@@ -110,14 +113,17 @@ class SymbolWorker:
         self.fills = 0
 
     def submit(self, command: Command) -> None:
-        self._queue.put_nowait(command)
+        self._commands.append(command)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
 
     async def run(self) -> None:
-        queue = self._queue
+        commands = self._commands
         while True:
-            batch = [await queue.get()]
-            while len(batch) < MAX_BATCH and not queue.empty():
-                batch.append(queue.get_nowait())
+            if not commands:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch = [commands.popleft() for _ in range(min(len(commands), MAX_BATCH))]
             if await self._process(batch):
                 return
 
@@ -170,9 +176,7 @@ class SymbolWorker:
             self._feed.acquire(self.symbol)
         loop = asyncio.get_running_loop()
         delay = max(0.0, (order.expires_at_us - now_us()) / 1e6)
-        self._expiry[order.order_id] = loop.call_later(
-            delay, self._queue.put_nowait, Expire(order.order_id)
-        )
+        self._expiry[order.order_id] = loop.call_later(delay, self.submit, Expire(order.order_id))
         resting = RestingOrder(
             order.order_id, order.side, order.price, order.remaining_qty,
             order.expires_at_us / 1e6,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: orders and fills. Decimals are TEXT (exact); times are integer microseconds.
@@ -46,10 +46,9 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-async def migrate(db: aiosqlite.Connection) -> int:
+def migrate(db: sqlite3.Connection) -> int:
     """Apply every migration newer than the database; return the resulting version."""
-    async with db.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
+    row = db.execute("PRAGMA user_version").fetchone()
     version = int(row[0]) if row else 0
     if version > len(MIGRATIONS):
         raise RuntimeError(
@@ -58,7 +57,5 @@ async def migrate(db: aiosqlite.Connection) -> int:
         )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         # executescript commits first; the whole migration then runs in one transaction.
-        await db.executescript(
-            f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
-        )
+        db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
     return len(MIGRATIONS)

@@ -4,15 +4,17 @@ Writes from every caller are queued and a single writer task commits whatever ha
 queued up together in one transaction; each caller's await returns only after that
 commit, so batching never weakens "durable before acknowledged". Each write runs in
 its own savepoint, so one failing write (a duplicate client_order_id) does not undo
-the others. Reads use a second connection and only ever see committed data.
+the others. The whole batch runs in one hop to the writer's own thread (one sqlite3
+connection, only ever used there). Reads use a second connection (aiosqlite) and only
+ever see committed data.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -33,17 +35,20 @@ _ORDER_COLUMNS = (
     "order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status, "
     "filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us"
 )
+_INSERT_ORDER = f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 _OPEN = (OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value)
 
-WriteFn = Callable[[aiosqlite.Connection], Awaitable[None]]
+WriteFn = Callable[[sqlite3.Connection], None]  # runs on the writer thread
+
+
+def _new_future() -> asyncio.Future[None]:
+    return asyncio.get_running_loop().create_future()
 
 
 @dataclass(slots=True)
 class _Write:
     run: WriteFn
-    done: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    done: asyncio.Future[None] = field(default_factory=_new_future)
 
 
 def _order_row(order: Order) -> tuple[Any, ...]:
@@ -65,9 +70,36 @@ def _order_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Order:
     )  # fmt: skip
 
 
+def _commit_batch(db: sqlite3.Connection, runs: list[WriteFn]) -> list[BaseException | None]:
+    """On the writer thread: one transaction, a savepoint per write."""
+    outcomes: list[BaseException | None] = []
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        for run in runs:
+            db.execute("SAVEPOINT write")
+            try:
+                run(db)
+            except (sqlite3.IntegrityError, StoreError, DuplicateClientOrderId) as exc:
+                db.execute("ROLLBACK TO write")
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+            db.execute("RELEASE write")
+        db.execute("COMMIT")
+    except Exception as exc:  # the whole transaction is gone: fail every write in it
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        failure = StoreError(f"database write failed: {exc}")
+        return [failure] * len(runs)
+    return outcomes
+
+
 class SqliteStore:
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(
+        self, writer: sqlite3.Connection, executor: ThreadPoolExecutor, reader: aiosqlite.Connection
+    ) -> None:
         self._writer = writer
+        self._executor = executor
         self._reader = reader
         self._queue: list[_Write] = []
         self._wakeup = asyncio.Event()
@@ -79,20 +111,31 @@ class SqliteStore:
     async def open(cls, path: Path | str, *, busy_timeout_ms: int = 5000) -> SqliteStore:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await aiosqlite.connect(path, isolation_level=None)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        loop = asyncio.get_running_loop()
+
+        def connect() -> sqlite3.Connection:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            try:
+                migrate(db)
+            except BaseException:
+                db.close()
+                raise
+            return db
+
         try:
-            await writer.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            await writer.execute("PRAGMA journal_mode = WAL")
-            await writer.execute("PRAGMA synchronous = FULL")
-            await writer.execute("PRAGMA foreign_keys = ON")
-            await migrate(writer)
-            reader = await aiosqlite.connect(path, isolation_level=None)
-            await reader.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            await reader.execute("PRAGMA query_only = ON")
+            writer = await loop.run_in_executor(executor, connect)
         except BaseException:
-            await writer.close()
+            executor.shutdown(wait=False)
             raise
-        return cls(writer, reader)
+        reader = await aiosqlite.connect(path, isolation_level=None)
+        await reader.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        await reader.execute("PRAGMA query_only = ON")
+        return cls(writer, executor, reader)
 
     async def close(self) -> None:
         """Finish every queued write, then close both connections."""
@@ -100,7 +143,8 @@ class SqliteStore:
         self._wakeup.set()
         await self._task
         await self._reader.close()
-        await self._writer.close()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._writer.close)
+        self._executor.shutdown(wait=True)
 
     # -- writes -------------------------------------------------------------------------
 
@@ -114,55 +158,35 @@ class SqliteStore:
         await asyncio.shield(write.done)
 
     async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             batch, self._queue = self._queue, []
-            if batch:
-                await self._commit(batch)
-            elif self._closing:
-                return
-
-    async def _commit(self, batch: list[_Write]) -> None:
-        db = self._writer
-        outcomes: list[BaseException | None] = []
-        try:
-            await db.execute("BEGIN IMMEDIATE")
-            for write in batch:
-                await db.execute("SAVEPOINT write")
-                try:
-                    await write.run(db)
-                except (sqlite3.IntegrityError, StoreError, DuplicateClientOrderId) as exc:
-                    await db.execute("ROLLBACK TO write")
-                    outcomes.append(exc)
-                else:
-                    outcomes.append(None)
-                await db.execute("RELEASE write")
-            await db.execute("COMMIT")
-            self.commits += 1
-        except Exception as exc:  # the whole transaction is gone: fail every write in it
-            log.error("store.commit_failed", error=repr(exc), writes=len(batch))
-            with contextlib.suppress(Exception):  # no transaction may be left to undo
-                await db.execute("ROLLBACK")
-            failure = StoreError(f"database write failed: {exc}")
-            outcomes = [failure] * len(batch)
-        for write, outcome in zip(batch, outcomes, strict=True):
-            if write.done.done():
+            if not batch:
+                if self._closing:
+                    return
                 continue
-            if outcome is None:
-                write.done.set_result(None)
+            runs = [write.run for write in batch]
+            outcomes = await loop.run_in_executor(self._executor, _commit_batch, self._writer, runs)
+            if any(isinstance(o, StoreError) for o in outcomes) and all(outcomes):
+                log.error("store.commit_failed", error=str(outcomes[0]), writes=len(batch))
             else:
-                write.done.set_exception(outcome)
+                self.commits += 1
+            for write, outcome in zip(batch, outcomes, strict=True):
+                if write.done.done():
+                    continue
+                if outcome is None:
+                    write.done.set_result(None)
+                else:
+                    write.done.set_exception(outcome)
 
     async def insert_order(self, order: Order) -> None:
         row = _order_row(order)
 
-        async def run(db: aiosqlite.Connection) -> None:
+        def run(db: sqlite3.Connection) -> None:
             try:
-                await db.execute(
-                    f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({', '.join('?' * len(row))})",
-                    row,
-                )
+                db.execute(_INSERT_ORDER, row)
             except sqlite3.IntegrityError as exc:
                 if "client_order_id" in str(exc):
                     raise DuplicateClientOrderId(order.client_order_id) from exc
@@ -184,10 +208,10 @@ class SqliteStore:
             for change in changes
         ]  # fmt: skip
 
-        async def run(db: aiosqlite.Connection) -> None:
+        def run(db: sqlite3.Connection) -> None:
             if fills:
                 try:
-                    await db.executemany(
+                    db.executemany(
                         "INSERT INTO fills (order_id, seq, update_id, price, qty, ts_us) "
                         "VALUES (?, ?, ?, ?, ?, ?)",
                         fills,
@@ -196,7 +220,7 @@ class SqliteStore:
                     raise StoreError(
                         f"a fill is already stored or its order is unknown: {exc}"
                     ) from exc
-            cursor = await db.executemany(
+            cursor = db.executemany(
                 "UPDATE orders SET status = ?, filled_qty = ?, notional = ?, fill_count = ?, "
                 "reason = ?, updated_at_us = ? "
                 "WHERE order_id = ? AND status IN ('open', 'partially_filled')",

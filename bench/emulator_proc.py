@@ -1,0 +1,51 @@
+"""A Binance emulator in its own process: prints its URL, then blasts frames on command.
+
+stdin commands: `blast <stream> <count>` sends `count` bookTicker frames as fast as it can
+and prints `done <seconds>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+from app.emulator.server import BinanceEmulator
+
+
+async def main() -> None:
+    emulator = BinanceEmulator()
+    print(await emulator.start(), flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    update_id = 10_000_000
+    while line := (await reader.readline()).decode().split():
+        if line[0] == "quote":  # quote <stream> <SYMBOL> <bid>: a bid that fills sells
+            update_id += 1
+            emulator.publish(line[1], {"u": update_id, "s": line[2], "b": line[3], "B": "1",
+                                       "a": "1000000", "A": "1"})  # fmt: skip
+            print("ok", flush=True)
+        elif line[0] == "wait":
+            await emulator.wait_subscribed(line[1], timeout=60)
+            await emulator.wait_connections(int(line[2]), timeout=60)
+            print("ok", flush=True)
+        elif line[0] == "blast":
+            stream, count = line[1], int(line[2])
+            started = time.perf_counter()
+            for n in range(count):
+                update_id += 1
+                # Bids well below every resting sell limit: nothing fills, all is matching.
+                bid = f"{50 + n % 7}.0"
+                emulator.publish(stream, {"u": update_id, "s": "BENCH", "b": bid, "B": "1.5",
+                                          "a": f"{200 + n % 5}.0", "A": "2.5"})  # fmt: skip
+                if n % 256 == 0:
+                    await asyncio.sleep(0)  # let the per-connection writers drain
+            while any(c.outgoing for c in emulator.connections):
+                await asyncio.sleep(0.001)
+            print(f"done {time.perf_counter() - started:.4f}", flush=True)
+    await emulator.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
