@@ -55,9 +55,9 @@ class _Ledger:
     def reconcile(self, levels: tuple[Level, ...], full_depth: bool) -> list[Decimal]:
         """Forget traded-through prices, clamp shown ones; return what each level offers."""
         taken = self._taken
-        if not levels:
-            return []
-        if taken:
+        if not taken:  # the usual case: nothing taken anywhere, every level offers all
+            return [qty for _, qty in levels]
+        if levels:
             best = levels[0][0]
             worst = levels[-1][0]
             if self._is_ask:  # asks: everything below the best ask was traded through
@@ -72,7 +72,7 @@ class _Ledger:
             for price in through:
                 del taken[price]
         offers: list[Decimal] = []
-        for price, shown_qty in levels:
+        for price, shown_qty in levels:  # clamp what we hold at each shown level
             already = taken.get(price)
             if already is None:
                 offers.append(shown_qty)
@@ -92,11 +92,12 @@ class _Ledger:
 class _OrderSide:
     """Resting orders of one side, bucketed by limit price, best limit first."""
 
-    __slots__ = ("_buckets", "side")
+    __slots__ = ("_best", "_buckets", "side")
 
     def __init__(self, side: Side) -> None:
         self.side = side
         self._buckets: SortedDict = SortedDict()
+        self._best: Decimal | None = None  # cached: read on every update
 
     def __bool__(self) -> bool:
         return bool(self._buckets)
@@ -105,6 +106,7 @@ class _OrderSide:
         bucket = self._buckets.get(order.limit)
         if bucket is None:
             bucket = self._buckets[order.limit] = {}
+            self._best = None
         bucket[order.order_id] = order
 
     def remove(self, order: RestingOrder) -> None:
@@ -112,9 +114,12 @@ class _OrderSide:
         del bucket[order.order_id]
         if not bucket:
             del self._buckets[order.limit]
+            self._best = None
 
     def best_limit(self) -> Decimal:
-        return self._buckets.peekitem(-1 if self.side is Side.BUY else 0)[0]  # type: ignore[no-any-return]
+        if self._best is None:
+            self._best = self._buckets.peekitem(-1 if self.side is Side.BUY else 0)[0]
+        return self._best
 
     def buckets_best_first(self) -> Iterator[tuple[Decimal, dict[str, RestingOrder]]]:
         keys = self._buckets.irange(reverse=self.side is Side.BUY)
