@@ -12,7 +12,9 @@ import time
 
 import aiohttp
 
-BODY = b'{"symbol": "BENCHUSDT", "side": "sell", "order_size": "1", "price": "1000", "timeout_s": 600}'
+BODY = (
+    b'{"symbol": "BENCHUSDT", "side": "sell", "order_size": "1", "price": "1000", "timeout_s": 600}'
+)
 
 
 async def main(url: str, concurrency: int, seconds: float) -> None:

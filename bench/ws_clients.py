@@ -23,7 +23,8 @@ async def main(base: str, clients: int, fills: int) -> None:
     latencies: list[float] = []
     done = asyncio.Event()
     finished = [0]
-    async with aiohttp.ClientSession() as session:
+    # Every websocket holds its connection: lift the default 100-connection pool limit.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         sockets = []
         for _ in range(clients):
             ws = await session.ws_connect(f"{base.replace('http', 'ws')}/ws?channel=orders")

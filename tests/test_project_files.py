@@ -33,7 +33,7 @@ def test_dockerfile_serves_the_app() -> None:
 
 def test_taskfile_has_the_documented_tasks() -> None:
     taskfile = yaml.safe_load((ROOT / "Taskfile.yml").read_text())
-    assert {"setup", "run", "demo", "test", "lint", "fmt"} <= set(taskfile["tasks"])
+    assert {"setup", "run", "demo", "test", "lint", "fmt", "bench"} <= set(taskfile["tasks"])
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -41,4 +41,5 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     command = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev]' && .venv/bin/pytest"
     assert command in readme and command in ci
+    assert ci.index(command) < ci.index("python -m bench --quick")
     assert "set -euo pipefail" in ci

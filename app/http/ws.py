@@ -162,7 +162,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             f"too many websocket connections: at most {settings.ws_max_connections_per_owner}",
             headers={"Retry-After": "5"},
         )
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE)
+    # No permessage-deflate: messages are small, and compressing each one once per client
+    # is the largest cost of fanning an event out to many clients.
+    ws = web.WebSocketResponse(
+        heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE, compress=False
+    )
     await ws.prepare(request)
     transport = request.transport
     client = PushClient(
