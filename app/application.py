@@ -107,7 +107,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(health.routes)
     app.add_routes(orders.routes)
     app.add_routes(ws.routes)
-    setup_pages(app)
+    setup_pages(app, settings.static_dir)
     setup_metrics(app)
     setup_openapi(app)
     app.on_shutdown.append(ws.close_all)

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     ws_max_connections_per_owner: int = Field(64, ge=1)
     ws_max_subscriptions: int = Field(256, ge=1)
     db_busy_timeout_ms: int = Field(5000, ge=0)
+    # The page's files: the repository's static/ (an installed package is told where).
+    static_dir: Path = Path(__file__).resolve().parents[1] / "static"
 
     @field_validator("binance_ws_url")
     @classmethod

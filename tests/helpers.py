@@ -25,3 +25,19 @@ async def fetch(client: TestClient, order_id: str) -> dict[str, Any]:  # type: i
 
 def stream(symbol: str, kind: StreamKind = StreamKind.BOOK_TICKER) -> str:
     return kind.stream_name(symbol)
+
+
+async def partly_filled_sell(
+    client: TestClient,  # type: ignore[type-arg]
+    emulator: Any,
+    events: Any,
+    *,
+    size: str = "5",
+    first_fill: str = "2",
+) -> dict[str, Any]:
+    """A LTCBTC sell at 10 whose first fill (`first_fill` at 10) is committed."""
+    order = await place(client, order_size=size, price="10")
+    await emulator.wait_subscribed(stream("LTCBTC"))
+    emulator.book_ticker("LTCBTC", "10", first_fill, "11", "1")
+    await events.wait_for(order["order_id"], "fill")
+    return order

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from app.emulator.server import BinanceEmulator
 from app.watch import progress_bar, submit, watch
 from tests.conftest import EventLog
-from tests.helpers import place, stream
+from tests.helpers import partly_filled_sell, place, stream
 
 
 class Output(io.StringIO):
@@ -42,10 +42,7 @@ async def test_watch_prints_each_fill_then_exits_0_when_filled(
     emulator: BinanceEmulator,
     events: EventLog,  # type: ignore[type-arg]
 ) -> None:
-    order = await place(client, order_size="5", price="10")
-    await emulator.wait_subscribed(stream("LTCBTC"))
-    emulator.book_ticker("LTCBTC", "10", "2", "11", "1")
-    await events.wait_for(order["order_id"], "fill")
+    order = await partly_filled_sell(client, emulator, events)
     out = Output()
     watching = asyncio.create_task(watch(_base(client), order["order_id"], token=None, out=out))
     await out.wait_for("fill #1")

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from app.emulator.server import BinanceEmulator
 from app.keys import SERVICE
 from tests.conftest import EventLog
-from tests.helpers import place, stream
+from tests.helpers import partly_filled_sell, place, stream
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> dict[str, Any]:
@@ -44,10 +44,7 @@ async def test_subscribe_to_an_order_gets_snapshot_fills_then_final(
     emulator: BinanceEmulator,
     events: EventLog,  # type: ignore[type-arg]
 ) -> None:
-    order = await place(client, order_size="5", price="10")
-    await emulator.wait_subscribed(stream("LTCBTC"))
-    emulator.book_ticker("LTCBTC", "10", "2", "11", "1")
-    await events.wait_for(order["order_id"], "fill")
+    order = await partly_filled_sell(client, emulator, events)
     async with client.ws_connect("/ws") as ws:
         await ws.send_json({"op": "subscribe", "order_id": order["order_id"]})
         assert await receive(ws) == {"type": "subscribed", "order_id": order["order_id"]}
@@ -154,11 +151,9 @@ async def test_subscribing_between_two_fills_loses_and_repeats_nothing(
     client: TestClient, emulator: BinanceEmulator, events: EventLog, hold_after_read: bool,  # type: ignore[type-arg]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    order = await place(client, order_size="6", price="10")
-    order_id = order["order_id"]
-    await emulator.wait_subscribed(stream("LTCBTC"))
-    emulator.book_ticker("LTCBTC", "10", "1", "11", "1")
-    await events.wait_for(order_id, "fill", count=1)
+    order_id = (await partly_filled_sell(client, emulator, events, size="6", first_fill="1"))[
+        "order_id"
+    ]
     gate = SnapshotGate(client, hold_after_read=hold_after_read)
     monkeypatch.setattr(gate.service, "get", gate.get)
     async with client.ws_connect("/ws") as ws:
