@@ -12,6 +12,8 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from app.decimals import fmt
+
 BAR_WIDTH = 30
 FINAL = {"filled", "expired", "cancelled", "rejected"}
 
@@ -24,7 +26,7 @@ def progress_bar(order: dict[str, Any], filled: Decimal | None = None) -> str:
     average = f" avg {order['avg_price']}" if order.get("avg_price") and filled else ""
     return (
         f"[{'#' * done}{'.' * (BAR_WIDTH - done)}] {percent:6.2f}%  "
-        f"{filled}/{order['order_size']}{average}"
+        f"{fmt(filled)}/{order['order_size']}{average}"
     )
 
 
