@@ -4,6 +4,7 @@ follow orders in a terminal."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 
@@ -21,12 +22,25 @@ def _settings(**overrides: object) -> Settings:
         raise SystemExit(2) from None
 
 
+def install_uvloop(wanted: bool) -> bool:
+    """Use uvloop's event loop when it is installed and not turned off (UVLOOP=false)."""
+    if not wanted:
+        return False
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
 def serve(settings: Settings) -> None:
     from aiohttp import web
 
     from app.application import create_app
 
     configure_logging(settings.log_format, settings.log_level)
+    install_uvloop(settings.uvloop)
     web.run_app(
         create_app(settings),
         host=settings.http_host,

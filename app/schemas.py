@@ -112,7 +112,8 @@ class FillView(BaseModel):
 
     @classmethod
     def of(cls, fill: Fill) -> FillView:
-        return cls(
+        # Built from our own records, already valid: no need to validate again.
+        return cls.model_construct(
             seq=fill.seq,
             update_id=fill.update_id,
             price=fmt(fill.price),
@@ -143,7 +144,8 @@ class OrderView(BaseModel):
     @classmethod
     def of(cls, order: Order, *, with_fills: bool) -> OrderView:
         average = avg_price(order.notional, order.filled_qty)
-        return cls(
+        # Built from our own records, already valid: no need to validate again.
+        return cls.model_construct(
             order_id=order.order_id,
             client_order_id=order.client_order_id,
             symbol=order.symbol,

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     ws_max_connections_per_owner: int = Field(64, ge=1)
     ws_max_subscriptions: int = Field(256, ge=1)
     db_busy_timeout_ms: int = Field(5000, ge=0)
+    uvloop: bool = True  # used when installed (`pip install -e '.[fast]'`)
     # The page's files: the repository's static/ (an installed package is told where).
     static_dir: Path = Path(__file__).resolve().parents[1] / "static"
 

@@ -13,6 +13,9 @@ async def accept(request: web.Request) -> web.Response:
 
 
 if __name__ == "__main__":
+    from app.__main__ import install_uvloop
+
+    install_uvloop(wanted=True)  # the same event loop as the service, whichever it is
     app = web.Application()
     app.router.add_post("/order/limit", accept)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
