@@ -101,7 +101,3 @@ class InProcessBus:
             self._subscriptions.remove(subscription)
             return True
         return False
-
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscriptions)

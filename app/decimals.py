@@ -22,11 +22,6 @@ def fmt(value: Decimal) -> str:
     return format(value.normalize(EXACT), "f")
 
 
-def parse(text: str) -> Decimal:
-    """Parse a decimal string from Binance or storage exactly (no context rounding)."""
-    return Decimal(text)
-
-
 def avg_price(notional: Decimal, filled: Decimal) -> Decimal | None:
     if not filled:
         return None

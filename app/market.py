@@ -33,6 +33,3 @@ class MarketInterest:
         if not self._holders[symbol]:
             del self._holders[symbol]
             self._feed.release(symbol)
-
-    def held(self) -> dict[str, int]:
-        return dict(self._holders)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
@@ -196,6 +196,3 @@ class ListQuery(BaseModel):
     symbol: str | None = Field(None, pattern=r"^[A-Za-z0-9]{2,20}$")
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = Field(None, max_length=64)
-
-
-Event = Literal["snapshot", "accepted", "fill", "filled", "expired", "cancelled", "rejected"]
