@@ -256,3 +256,32 @@ def test_parse_frame_kinds() -> None:
     for bad in (b"not json", b"[1]", b'{"stream": 1, "data": {}}', b'{"hello": 1}', short_level):
         with pytest.raises(MalformedFrame):
             parse_frame(bad, 0)
+
+
+async def test_rollover_of_more_streams_than_the_url_holds_leaves_no_gap(
+    emulator: BinanceEmulator,
+    make_feed,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import app.feed.binance
+
+    monkeypatch.setattr(app.feed.binance, "MAX_URL_STREAMS_CHARS", 40)  # two streams per URL
+    feed, received = await make_feed(max_connection_age_s=0.6)
+    symbols = [f"S{n}USDT" for n in range(6)]
+    for symbol in symbols:
+        feed.acquire(symbol)
+    for symbol in symbols:
+        await emulator.wait_subscribed(f"{symbol.lower()}@bookTicker")
+    published = 0
+    async with asyncio.timeout(15):
+        while emulator.connections_opened < 3:  # at least two rollovers
+            published += 1
+            for symbol in symbols:
+                emulator.book_ticker(symbol, "1", "1", "2", "1", update_id=published)
+            await asyncio.sleep(0.005)
+    await asyncio.sleep(0.1)
+    for symbol in symbols:
+        ids = sorted({u.update_id for u in received.updates if u.symbol == symbol})
+        assert ids == list(range(ids[0], ids[-1] + 1)), symbol  # nothing missing
+        assert ids[-1] >= published - 2
+    assert received.lost == []

@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 MAX_URL_STREAMS_CHARS = 2000  # streams named in the URL; the rest go by SUBSCRIBE
 MAX_PARAMS_PER_REQUEST = 200
 HANDOVER_MAX_S = 5.0  # how long an old socket is read while its replacement starts
+HANDOVER_DRAIN_S = 0.25  # and read on after, for frames that were already on their way
 
 
 class _Replace(Exception):
@@ -276,28 +277,77 @@ class _Connection:
     async def _hand_over(
         self, old: aiohttp.ClientWebSocketResponse, new: aiohttp.ClientWebSocketResponse
     ) -> None:
-        """Keep reading the old socket until the new one delivers, then close the old.
+        """Keep reading the old socket until the new one carries everything, then close it.
 
-        Frames already in flight on the old socket are not lost; frames both sockets
-        carry are skipped downstream by their update id.
+        Streams that did not fit in the new socket's URL are subscribed on it first; the old
+        socket is read until the new one has answered that request (or, with nothing to
+        subscribe, has delivered anything at all). What the new socket sends meanwhile is
+        held and handled after, in its order. Frames both sockets carry are skipped
+        downstream by their update id.
         """
-        first = asyncio.create_task(new.receive())
+        awaited = await self._subscribe_rest(new)
+        held: list[aiohttp.WSMessage] = []
+
+        async def until_ready() -> None:
+            while True:
+                message = await new.receive()
+                held.append(message)
+                if message.type is not aiohttp.WSMsgType.TEXT or awaited is None:
+                    return  # the first message, or the socket closed: _handle will say
+                try:
+                    answer = parse_frame(message.data, 0.0)
+                except MalformedFrame:
+                    continue
+                if isinstance(answer, Response) and answer.id == awaited:
+                    return
+
+        ready = asyncio.create_task(until_ready())
+        pending: asyncio.Task[aiohttp.WSMessage] | None = None
         try:
             async with asyncio.timeout(HANDOVER_MAX_S):
-                while not first.done():
+                while not ready.done():
                     pending = asyncio.create_task(old.receive())
-                    await asyncio.wait({first, pending}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({ready, pending}, return_when=asyncio.FIRST_COMPLETED)
                     if not pending.done():
                         pending.cancel()
+                        await asyncio.gather(pending, return_exceptions=True)
                         break
                     try:
                         self._handle(pending.result())
                     except (_Replace, ConnectionError):
                         break  # the old socket is going anyway
-        except TimeoutError:
-            pass
+            # Frames the old socket was sent before the new one took over may still be on
+            # their way: read them for a moment too.
+            async with asyncio.timeout(HANDOVER_DRAIN_S):
+                while not old.closed:
+                    self._handle(await old.receive())
+        except (TimeoutError, _Replace, ConnectionError):
+            pass  # done with the old socket, however it ended
+        finally:
+            # Never leave a reader behind (also when this task is cancelled): aiohttp allows
+            # one receive() per socket at a time.
+            for task in (ready, pending):
+                if task is not None and not task.done():
+                    task.cancel()
+            await asyncio.gather(
+                *(t for t in (ready, pending) if t is not None), return_exceptions=True
+            )
         await self._close(old)
-        self._handle(await first)
+        for message in held:
+            self._handle(message)
+
+    async def _subscribe_rest(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
+        """SUBSCRIBE what `wanted` has beyond the socket's URL; the last request id, if any."""
+        rest = sorted(self.wanted - self.subscribed)
+        last_id = None
+        for start in range(0, len(rest), MAX_PARAMS_PER_REQUEST):
+            batch = rest[start : start + MAX_PARAMS_PER_REQUEST]
+            await self._bucket.take()
+            last_id = next(self._request_ids)
+            request = {"method": "SUBSCRIBE", "params": batch, "id": last_id}
+            await ws.send_str(orjson.dumps(request).decode())
+            self.subscribed.update(batch)
+        return last_id
 
     async def _send_changes(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Bring the socket's subscriptions to `wanted`, batched and rate-limited."""
