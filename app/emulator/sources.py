@@ -1,8 +1,8 @@
 """Quote sources the emulator replays: real recorded Binance frames, or a seeded random walk.
 
-Each source yields `(delay_s, stream, payload)`: wait `delay_s`, then publish `payload`
-on `stream`. Prices and quantities stay the exact strings Binance sent (or Decimal
-arithmetic for the random walk): no float anywhere.
+Each source is a generator of `(delay_s, stream, payload)`: wait `delay_s`, then publish
+`payload` on `stream`. Prices and quantities stay the exact strings Binance sent (or come
+from Decimal arithmetic for the random walk): no float anywhere.
 """
 
 from __future__ import annotations
@@ -13,14 +13,22 @@ import random
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 
 RECORDED_BTCUSDT = Path(__file__).resolve().parent.parent / "data" / "btcusdt_20240808.gz"
-DEPTH_INTERVAL_NS = 100_000_000  # partial-depth streams push every 100 ms
+DEPTH_INTERVAL_MS = 100  # partial-depth streams push at most once per 100 ms window
 
+Kind = Literal["bookTicker", "depth5", "depth10", "depth20"]
 Item = tuple[float, str, dict[str, Any]]
+
+
+def _levels(kind: str) -> int:
+    """0 for bookTicker, else the number of depth levels; rejects unknown kinds."""
+    if kind not in get_args(Kind):
+        raise ValueError(f"kind must be one of {get_args(Kind)}, not {kind!r}")
+    return 0 if kind == "bookTicker" else int(kind.removeprefix("depth"))
 
 
 def recorded_lines(path: Path = RECORDED_BTCUSDT) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -40,16 +48,26 @@ def _book_ticker_frames(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]
 
 
 class _Book:
-    """A local order book rebuilt from a REST snapshot plus diff-depth updates."""
+    """A local order book: a REST snapshot plus the diff-depth updates after it.
+
+    Levels are keyed by Decimal price (for ordering) and keep the recorded strings.
+    """
 
     def __init__(self, snapshot: dict[str, Any]) -> None:
         self.last_update_id: int = snapshot["lastUpdateId"]
+        self.synced = False  # until the diff spanning lastUpdateId + 1 is applied
         self.bids = {Decimal(p): (p, q) for p, q in snapshot["bids"] if Decimal(q)}
         self.asks = {Decimal(p): (p, q) for p, q in snapshot["asks"] if Decimal(q)}
 
     def apply(self, diff: dict[str, Any]) -> bool:
+        """Apply one `depthUpdate`; False when it is already in the book."""
         if diff["u"] <= self.last_update_id:
-            return False  # already in the snapshot
+            return False
+        expected = self.last_update_id + 1
+        # The first diff applied must span lastUpdateId + 1; each later one must follow on.
+        gap = diff["U"] != expected if self.synced else diff["U"] > expected
+        if gap:
+            raise ValueError(f"depth updates skip from {self.last_update_id} to {diff['U']}")
         for side, changes in ((self.bids, diff["b"]), (self.asks, diff["a"])):
             for price, qty in changes:
                 if Decimal(qty):
@@ -57,35 +75,50 @@ class _Book:
                 else:
                     side.pop(Decimal(price), None)
         self.last_update_id = diff["u"]
+        self.synced = True
         return True
 
     def top(self, levels: int) -> dict[str, Any]:
-        bids = heapq.nlargest(levels, self.bids)
-        asks = heapq.nsmallest(levels, self.asks)
         return {
             "lastUpdateId": self.last_update_id,
-            "bids": [list(self.bids[p]) for p in bids],
-            "asks": [list(self.asks[p]) for p in asks],
+            "bids": [list(self.bids[p]) for p in heapq.nlargest(levels, self.bids)],
+            "asks": [list(self.asks[p]) for p in heapq.nsmallest(levels, self.asks)],
         }
 
 
 def _depth_frames(path: Path, levels: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    stream = f"btcusdt@depth{levels}@100ms"
+    """The top `levels` of the rebuilt book: once when the snapshot arrives, then after the
+    diffs, at most once per 100 ms window of Binance's event time (`E`).
+
+    Diffs received before the snapshot are buffered and applied once it arrives: in the
+    recording, as live, the snapshot lands after the diff that spans its lastUpdateId + 1.
+    """
     book: _Book | None = None
-    last_emit = 0
+    pending: list[dict[str, Any]] = []
+    stream = ""
+    last_window = -1
     for stamp, message in recorded_lines(path):
-        if "lastUpdateId" in message and "bids" in message:
+        if book is None and "lastUpdateId" in message and "bids" in message:
             book = _Book(message)
+            for diff in pending:
+                if book.apply(diff):
+                    last_window = diff["E"] // DEPTH_INTERVAL_MS
+            pending.clear()
+            if stream:
+                yield stamp, stream, book.top(levels)
             continue
-        if book is None or not message.get("stream", "").startswith("btcusdt@depth@"):
+        name = message.get("stream", "")
+        if "@depth@" not in name and not name.endswith("@depth"):
             continue
-        if book.apply(message["data"]) and stamp - last_emit >= DEPTH_INTERVAL_NS:
-            last_emit = stamp
+        stream = stream or f"{name.partition('@')[0]}@depth{levels}@100ms"
+        diff = message["data"]
+        if book is None:
+            pending.append(diff)
+            continue
+        window = diff["E"] // DEPTH_INTERVAL_MS
+        if book.apply(diff) and window > last_window:
+            last_window = window
             yield stamp, stream, book.top(levels)
-
-
-def _id_field(payload: dict[str, Any]) -> str:
-    return "u" if "u" in payload else "lastUpdateId"
 
 
 def recorded_quotes(
@@ -93,24 +126,37 @@ def recorded_quotes(
     *,
     loop: bool = True,
     speed: float = 1.0,
-    kind: str = "bookTicker",
+    kind: Kind = "bookTicker",
 ) -> Iterator[Item]:
-    """Replay a recording at `speed`× its pace; looping keeps update ids rising."""
+    """Replay a recording at `speed`× its pace, forever when `loop`.
+
+    bookTicker mode yields the recorded bookTicker payloads; depthN mode yields partial-depth
+    payloads of a book rebuilt from the snapshot and the diffs. Each loop adds an offset larger
+    than the recording's id span, so update ids keep rising across loops.
+    """
     if speed <= 0:
         raise ValueError("speed must be positive")
-    levels = 0 if kind == "bookTicker" else int(kind.removeprefix("depth"))
-    frames = list(_book_ticker_frames(path) if not levels else _depth_frames(path, levels))
+    levels = _levels(kind)
+    frames = list(_depth_frames(path, levels) if levels else _book_ticker_frames(path))
     if not frames:
         return
-    field = _id_field(frames[0][2])
+    field = "lastUpdateId" if levels else "u"
     span = frames[-1][2][field] - frames[0][2][field] + 1
+    restart_delay = DEPTH_INTERVAL_MS / 1000 / speed
     offset = 0
     while True:
-        previous = frames[0][0]
+        previous = None
         for stamp, stream, payload in frames:
-            delay = (stamp - previous) / 1e9 / speed
+            if previous is None:
+                delay = restart_delay if offset else 0.0
+            else:
+                delay = (stamp - previous) / 1e9 / speed
             previous = stamp
-            yield delay, stream, {**payload, field: payload[field] + offset}
+            fresh = {**payload, field: payload[field] + offset}
+            if levels:  # consumers get their own level lists, not the replayed ones
+                fresh["bids"] = [list(level) for level in payload["bids"]]
+                fresh["asks"] = [list(level) for level in payload["asks"]]
+            yield delay, stream, fresh
         if not loop:
             return
         offset += span
@@ -123,33 +169,41 @@ def random_walk(
     start_price: str = "100",
     tick: str = "0.01",
     interval_s: float = 0.1,
-    kind: str = "bookTicker",
+    kind: Kind = "bookTicker",
 ) -> Iterator[Item]:
-    """A deterministic (per seed) random walk of the book's top, forever."""
+    """A deterministic (per seed) random walk of the book's top, forever.
+
+    The mid moves by up to two ticks a step and never falls below enough ticks for every
+    level to stay positive; the spread is 2 or 4 ticks; quantities vary between 0.001 and 5.
+    """
     rng = random.Random(seed)
     step = Decimal(tick)
-    mid = Decimal(start_price)
-    levels = 0 if kind == "bookTicker" else int(kind.removeprefix("depth"))
-    update_id = 1
+    if step <= 0:
+        raise ValueError("tick must be positive")
+    levels = _levels(kind)
+    floor = step * (max(levels, 1) + 10)
+    mid = max(floor, Decimal(start_price).quantize(step))
+    name = symbol.lower()
+    update_id = 0
+
+    def qty() -> str:
+        return str(Decimal(rng.randint(1, 5000)).scaleb(-3))
+
     while True:
-        mid = max(step * 10, mid + step * rng.randint(-2, 2))
+        mid = max(floor, mid + step * rng.randint(-2, 2))
         half_spread = step * rng.randint(1, 2)
         bid, ask = mid - half_spread, mid + half_spread
-
-        def qty() -> str:
-            return str(Decimal(rng.randint(1, 5000)) / 1000)
-
         update_id += rng.randint(1, 3)
         if not levels:
             payload: dict[str, Any] = {
                 "u": update_id, "s": symbol.upper(), "b": str(bid), "B": qty(),
                 "a": str(ask), "A": qty(),
             }  # fmt: skip
-            yield interval_s, f"{symbol.lower()}@bookTicker", payload
+            yield interval_s, f"{name}@bookTicker", payload
         else:
             payload = {
                 "lastUpdateId": update_id,
                 "bids": [[str(bid - step * n), qty()] for n in range(levels)],
                 "asks": [[str(ask + step * n), qty()] for n in range(levels)],
             }
-            yield interval_s, f"{symbol.lower()}@depth{levels}@100ms", payload
+            yield interval_s, f"{name}@depth{levels}@100ms", payload
