@@ -1,51 +1,102 @@
-"""A deliberately naive model of CONTRACT.md's fill model, to check the engine against.
+"""A deliberately naive model of the fill model, to check the matching engine against.
 
-No buckets, no early exits, no sorted containers: every update re-sorts every order and
-tries every level, so it is obviously the rules and nothing else. Slow on purpose.
+No buckets, no early exits, no sorted containers, no caches: every update rebuilds the
+ledger from the rules, re-sorts every resting order and offers every order every level.
+Slow on purpose, so that it reads as the rules and nothing else:
+
+1. an update whose id is not greater than the last applied one is skipped;
+2. a buy takes asks priced <= its limit, a sell bids priced >= its limit, at the level price;
+3. a per-book-side ledger (price -> quantity already taken) is reconciled with each update:
+   traded-through prices are forgotten, a shown level S offers S - min(taken, S) and its
+   entry becomes min(taken, S) before new fills are added;
+4. price priority, then time priority (order of `add` calls); best level first;
+5. an order added while a quote is known is matched against what is left of that quote;
+6. exact decimal arithmetic;
+7. only updates received before expires_at may fill an order.
+
+API: `add(...)`, `apply(update)`, `remove(order_id)`, `forget_quote()`; executions come
+back as `(order_id, update_id, price, qty)` tuples, `apply` returns None for a stale update.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 
 from app.domain import BookUpdate
 
 Fill = tuple[str, int, Decimal, Decimal]  # (order_id, update_id, price, qty)
+Levels = tuple[tuple[Decimal, Decimal], ...]
+
+# Our own exact context (not the engine's): any rounding raises instead of hiding.
+_EXACT = Context(prec=200, traps=[Inexact, InvalidOperation])
+_ZERO = Decimal(0)
 
 
 @dataclass
-class _Order:
+class RefOrder:
     order_id: str
     side: str  # "buy" | "sell"
     limit: Decimal
     remaining: Decimal
     expires_at: float
-    arrival: int
+    arrival: int  # time priority: the n-th add call
 
 
 class ReferenceModel:
     def __init__(self) -> None:
-        self.orders: dict[str, _Order] = {}
+        self.orders: dict[str, RefOrder] = {}  # resting orders
         self.taken: dict[str, dict[Decimal, Decimal]] = {"asks": {}, "bids": {}}
-        self.last_id: int | None = None
+        self.last_update_id: int | None = None
         self.quote: BookUpdate | None = None
         self._arrivals = 0
 
+    # -- events ----------------------------------------------------------------------
+
     def add(
-        self, order_id: str, side: str, limit: Decimal, size: Decimal, expires_at: float,
+        self,
+        order_id: str,
+        side: str,
+        limit: Decimal | str,
+        size: Decimal | str,
+        expires_at: float,
         now: float,
-    ) -> list[Fill]:  # fmt: skip
+    ) -> list[Fill]:
+        side = str(side)
+        assert side in ("buy", "sell"), side
+        assert order_id not in self.orders, order_id
         self._arrivals += 1
-        order = _Order(order_id, side, limit, size, expires_at, self._arrivals)
+        order = RefOrder(order_id, side, Decimal(limit), Decimal(size), expires_at, self._arrivals)
+        assert order.remaining > 0
         self.orders[order_id] = order
-        if self.quote is None or expires_at <= now:
+        quote = self.quote
+        if quote is None:
             return []
-        book_side = "asks" if side == "buy" else "bids"
-        levels = self.quote.asks if side == "buy" else self.quote.bids
-        ledger = self.taken[book_side]
-        offers = [qty - ledger.get(price, Decimal(0)) for price, qty in levels]
-        return self._match([order], levels, offers, ledger, self.quote.update_id)
+        if not (now < expires_at and quote.received_at < expires_at):
+            return []  # rule 7: expired already, or the quote came too late for it
+        with localcontext(_EXACT):
+            book_side = _book_side(side)
+            levels = _levels(quote, book_side)
+            # The quote was reconciled when applied; reconciling again is a no-op that
+            # yields what its levels still offer after everything already taken from them.
+            offers = self._reconcile(book_side, levels, quote.full_depth)
+            return self._fill(order, levels, offers, book_side, quote.update_id)
+
+    def apply(self, update: BookUpdate) -> list[Fill] | None:
+        if self.last_update_id is not None and update.update_id <= self.last_update_id:
+            return None
+        self.last_update_id = update.update_id
+        self.quote = update
+        fills: list[Fill] = []
+        with localcontext(_EXACT):
+            for side in ("buy", "sell"):
+                book_side = _book_side(side)
+                levels = _levels(update, book_side)
+                offers = self._reconcile(book_side, levels, update.full_depth)
+                for order in self._by_priority(side):
+                    if update.received_at < order.expires_at:
+                        fills += self._fill(order, levels, offers, book_side, update.update_id)
+        return fills
 
     def remove(self, order_id: str) -> None:
         self.orders.pop(order_id, None)
@@ -53,62 +104,63 @@ class ReferenceModel:
     def forget_quote(self) -> None:
         self.quote = None
 
-    def apply(self, update: BookUpdate) -> list[Fill] | None:
-        if self.last_id is not None and update.update_id <= self.last_id:
-            return None
-        self.last_id = update.update_id
-        self.quote = update
-        fills: list[Fill] = []
-        for side, book_side, levels in (
-            ("buy", "asks", update.asks),
-            ("sell", "bids", update.bids),
-        ):
-            ledger = self.taken[book_side]
-            if levels:
-                best = levels[0][0]
-                worst = levels[-1][0]
-                shown = {price for price, _ in levels}
-                for price in list(ledger):
-                    through = price < best if book_side == "asks" else price > best
-                    low, high = (best, worst) if book_side == "asks" else (worst, best)
-                    vanished = update.full_depth and low <= price <= high and price not in shown
-                    if through or vanished:
-                        del ledger[price]
-            offers = []
-            for price, qty in levels:
-                kept = min(ledger.get(price, Decimal(0)), qty)
-                ledger[price] = kept
-                offers.append(qty - kept)
-            contenders = [
-                o for o in self.orders.values()
-                if o.side == side and o.expires_at > update.received_at
-            ]  # fmt: skip
-            if side == "buy":
-                contenders.sort(key=lambda o: (-o.limit, o.arrival))
-            else:
-                contenders.sort(key=lambda o: (o.limit, o.arrival))
-            fills += self._match(contenders, levels, offers, ledger, update.update_id)
-        return fills
+    # -- inspection ------------------------------------------------------------------
 
-    def _match(
-        self,
-        orders: list[_Order],
-        levels: tuple[tuple[Decimal, Decimal], ...],
-        offers: list[Decimal],
-        ledger: dict[Decimal, Decimal],
-        update_id: int,
+    def ledger(self, book_side: str) -> list[tuple[Decimal, Decimal]]:
+        """Non-zero (price, taken) pairs, sorted by price, like SymbolMatcher.ledger."""
+        return sorted((price, qty) for price, qty in self.taken[book_side].items() if qty)
+
+    # -- the rules -------------------------------------------------------------------
+
+    def _reconcile(self, book_side: str, levels: Levels, full_depth: bool) -> list[Decimal]:
+        ledger = self.taken[book_side]
+        if levels:
+            best, worst = levels[0][0], levels[-1][0]
+            shown = [price for price, _ in levels]
+            for price in list(ledger):
+                if book_side == "asks":
+                    traded_through = price < best
+                    inside = best <= price <= worst
+                else:
+                    traded_through = price > best
+                    inside = worst <= price <= best
+                vanished = full_depth and inside and price not in shown
+                if traded_through or vanished:
+                    del ledger[price]
+        offers = []
+        for price, shown_qty in levels:
+            kept = min(ledger.get(price, _ZERO), shown_qty)
+            ledger[price] = kept
+            offers.append(shown_qty - kept)
+        return offers
+
+    def _by_priority(self, side: str) -> list[RefOrder]:
+        mine = [order for order in self.orders.values() if order.side == side]
+        if side == "buy":
+            return sorted(mine, key=lambda order: (-order.limit, order.arrival))
+        return sorted(mine, key=lambda order: (order.limit, order.arrival))
+
+    def _fill(
+        self, order: RefOrder, levels: Levels, offers: list[Decimal], book_side: str, uid: int
     ) -> list[Fill]:
         fills: list[Fill] = []
-        for order in orders:
-            for index, (price, _) in enumerate(levels):
-                acceptable = price <= order.limit if order.side == "buy" else price >= order.limit
-                if not acceptable or order.remaining == 0 or offers[index] == 0:
-                    continue
-                qty = min(offers[index], order.remaining)
-                offers[index] -= qty
-                order.remaining -= qty
-                ledger[price] = ledger.get(price, Decimal(0)) + qty
-                fills.append((order.order_id, update_id, price, qty))
-            if order.remaining == 0:
-                del self.orders[order.order_id]
+        for index, (price, _) in enumerate(levels):
+            acceptable = price <= order.limit if order.side == "buy" else price >= order.limit
+            qty = min(offers[index], order.remaining)
+            if not acceptable or qty <= 0:
+                continue
+            offers[index] -= qty
+            order.remaining -= qty
+            self.taken[book_side][price] = self.taken[book_side].get(price, _ZERO) + qty
+            fills.append((order.order_id, uid, price, qty))
+        if order.remaining == 0:
+            del self.orders[order.order_id]
         return fills
+
+
+def _book_side(side: str) -> str:
+    return "asks" if side == "buy" else "bids"
+
+
+def _levels(update: BookUpdate, book_side: str) -> Levels:
+    return update.asks if book_side == "asks" else update.bids

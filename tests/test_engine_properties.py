@@ -1,9 +1,21 @@
-"""Property tests: the engine against the naive reference model, plus invariants."""
+"""Property tests: the engine against the naive reference model, plus invariants.
+
+Random scripts of adds, updates (bookTicker, depth or both), removes and quote losses,
+on a small price grid so that levels, limits and ledger entries collide. After every
+step the engine's executions must equal the model's exactly, and:
+
+- no order is ever filled beyond its size, and what rests has exactly size - filled left;
+- no fill is at a price worse than the order's limit, nor at a price the quote did not show;
+- from the moment an update is applied until the next one (its own fills plus those of
+  orders accepted against it), no more is taken from a shown level S than
+  S - min(taken, S), taken being the ledger entry before the update;
+- only updates received before expires_at fill; the engine's ledgers equal the model's.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,106 +24,193 @@ from app.domain import BookUpdate, Side
 from app.engine.matching import RestingOrder, SymbolMatcher
 from tests.reference_model import ReferenceModel
 
-PRICES = [Decimal(p) / 2 for p in range(18, 24)]  # 9.0 .. 11.5: collisions are common
-QTY = st.decimals(min_value="0.001", max_value="5", places=3)
+_EXACT = Context(prec=100)
+NEVER = 1e18
+
+SMALL_PRICES = [Decimal(p) / 2 for p in range(18, 24)]  # 9.0 .. 11.5
+SMALL_QTY = st.one_of(
+    st.sampled_from([Decimal(q) for q in ("0.5", "1", "1.5", "2", "3.25", "0")]),
+    st.decimals(min_value="0.001", max_value="5", places=3),
+    st.decimals(min_value="0.00000001", max_value="1", places=8),
+)
+SMALL_SIZE = st.one_of(
+    st.decimals(min_value="0.001", max_value="5", places=3),
+    st.sampled_from([Decimal("1"), Decimal("2.5"), Decimal(100)]),
+)
+
+TOP = Decimal("99999999999999999999.999999999999999999")  # < 10^20, 18 fractional digits
+ATOM = Decimal("0.000000000000000001")
+BIG_PRICES = [_EXACT.subtract(TOP, _EXACT.multiply(ATOM, Decimal(k))) for k in range(6)]
+BIG_QTY = st.one_of(
+    st.sampled_from([ATOM, 2 * ATOM, 5 * ATOM, TOP]),
+    st.decimals(min_value=ATOM, max_value=TOP, places=18),
+)
+BIG_SIZE = BIG_QTY.filter(bool)
+
+TIMES = [0.0, 5.0, 10.0]
+EXPIRIES = [5.0, 10.0, NEVER, NEVER]
+
+Step = tuple  # ("add", id, side, limit, size, expires_at, now) | ("update", BookUpdate)
+#               | ("remove", id) | ("forget",)
 
 
 @st.composite
-def levels(draw: st.DrawFn, *, best_is_highest: bool, many: bool) -> tuple:  # type: ignore[type-arg]
-    count = draw(st.integers(1, 4)) if many else 1
-    prices = sorted(draw(st.sets(st.sampled_from(PRICES), min_size=count, max_size=count)),
-                    reverse=best_is_highest)  # fmt: skip
-    return tuple((price, draw(QTY)) for price in prices)
+def book_side(
+    draw: st.DrawFn, prices: list[Decimal], qty: st.SearchStrategy[Decimal], *,
+    bids: bool, many: bool,
+) -> tuple[tuple[Decimal, Decimal], ...]:  # fmt: skip
+    count = draw(st.integers(0 if many else 1, 4 if many else 1))
+    chosen = draw(st.sets(st.sampled_from(prices), min_size=count, max_size=count))
+    return tuple((price, draw(qty)) for price in sorted(chosen, reverse=bids))
 
 
 @st.composite
-def events(draw: st.DrawFn, depth_mode: bool) -> list[tuple]:  # type: ignore[type-arg]
-    out: list[tuple] = []  # type: ignore[type-arg]
+def scripts(draw: st.DrawFn, mode: str, big: bool = False) -> list[Step]:
+    prices = BIG_PRICES if big else SMALL_PRICES
+    qty = BIG_QTY if big else SMALL_QTY
+    size = BIG_SIZE if big else SMALL_SIZE
+    steps: list[Step] = []
     update_id = 0
-    next_order = 0
+    orders = 0
+    last: BookUpdate | None = None
+    kinds = ["add", "add", "update", "update", "update", "repeat", "remove", "forget"]
     for _ in range(draw(st.integers(1, 40))):
-        kind = draw(st.sampled_from(["add", "update", "update", "update", "remove", "forget"]))
+        kind = draw(st.sampled_from(kinds))
         if kind == "add":
-            next_order += 1
-            out.append(("add", f"o{next_order}", draw(st.sampled_from(["buy", "sell"])),
-                        draw(st.sampled_from(PRICES)), draw(QTY),
-                        draw(st.sampled_from([5.0, 1e18]))))  # fmt: skip
-        elif kind == "update":
-            update_id += draw(st.sampled_from([-1, 0, 1, 1, 2]))  # some stale ones
-            out.append((
-                "update",
-                BookUpdate(
-                    "X", update_id,
-                    draw(levels(best_is_highest=True, many=depth_mode)),
-                    draw(levels(best_is_highest=False, many=depth_mode)),
-                    received_at=float(draw(st.sampled_from([0, 10]))), full_depth=depth_mode,
-                ),
+            orders += 1
+            steps.append((
+                "add", f"o{orders}", draw(st.sampled_from(["buy", "sell"])),
+                draw(st.sampled_from(prices)), draw(size),
+                draw(st.sampled_from(EXPIRIES)), draw(st.sampled_from(TIMES)),
             ))  # fmt: skip
-        elif kind == "remove" and next_order:
-            out.append(("remove", f"o{draw(st.integers(1, next_order))}"))
+        elif kind == "update" or (kind == "repeat" and last is not None):
+            update_id += draw(st.sampled_from([-1, 0, 1, 1, 1, 2]))  # some stale ones
+            received_at = draw(st.sampled_from(TIMES))
+            if kind == "repeat" and last is not None:
+                # The same book again, or with one level's quantity changed: repeats,
+                # growth and shrinks of levels we have taken from.
+                bids, asks = list(last.bids), list(last.asks)
+                side = draw(st.sampled_from([bids, asks]))
+                if side and draw(st.booleans()):
+                    index = draw(st.integers(0, len(side) - 1))
+                    side[index] = (side[index][0], draw(qty))
+                update = BookUpdate("X", update_id, tuple(bids), tuple(asks), received_at,
+                                    full_depth=last.full_depth)  # fmt: skip
+            else:
+                depth = mode == "depth" or (mode == "mixed" and draw(st.booleans()))
+                update = BookUpdate(
+                    "X", update_id,
+                    draw(book_side(prices, qty, bids=True, many=depth)),
+                    draw(book_side(prices, qty, bids=False, many=depth)),
+                    received_at, full_depth=depth,
+                )  # fmt: skip
+            last = update
+            steps.append(("update", update))
+        elif kind == "remove" and orders:
+            steps.append(("remove", f"o{draw(st.integers(1, orders))}"))
         elif kind == "forget":
-            out.append(("forget",))
-    return out
+            steps.append(("forget",))
+    return steps
 
 
-def run_both(script: list[tuple]) -> None:  # type: ignore[type-arg]
+def run_both(script: list[Step]) -> None:
     engine, model = SymbolMatcher("X"), ReferenceModel()
-    sizes: dict[str, Decimal] = {}
-    limits: dict[str, tuple[str, Decimal]] = {}
+    placed: dict[str, tuple[str, Decimal, Decimal, float]] = {}  # side, limit, size, expiry
     filled: dict[str, Decimal] = defaultdict(Decimal)
+    removed: set[str] = set()
+    highest_id: int | None = None
+    quote: BookUpdate | None = None
+    budget: dict[tuple[str, Decimal], Decimal] = {}  # what the quote may still give
+
     for step in script:
         if step[0] == "add":
-            _, order_id, side, limit, size, expires_at = step
-            sizes[order_id], limits[order_id] = size, (side, limit)
-            got = engine.add(RestingOrder(order_id, Side(side), limit, size, expires_at), now=0.0)
-            want = model.add(order_id, side, limit, size, expires_at, now=0.0)
-            taken_before: dict[Decimal, Decimal] = {}
+            _, order_id, side, limit, size, expires_at, now = step
+            placed[order_id] = (side, limit, size, expires_at)
+            resting = RestingOrder(order_id, Side(side), limit, size, expires_at)
+            got = engine.add(resting, now=now)
+            want = model.add(order_id, side, limit, size, expires_at, now=now)
+            if got:
+                assert quote is not None, "filled on acceptance with no quote known"
+                assert now < expires_at and quote.received_at < expires_at
         elif step[0] == "update":
             update = step[1]
-            taken_before = dict(engine.ledger("asks")) | {
-                (p, "b"): q
-                for p, q in engine.ledger("bids")  # type: ignore[misc]
-            }
+            stale = highest_id is not None and update.update_id <= highest_id
+            before = {"asks": dict(engine.ledger("asks")), "bids": dict(engine.ledger("bids"))}
             got = engine.apply(update)
             want = model.apply(update)
+            assert (got is None) == stale
             if got is not None:
-                # Never more taken from a shown level than it offered this update.
-                per_level: dict[tuple[Decimal, str], Decimal] = defaultdict(Decimal)
+                highest_id, quote = update.update_id, update
+                budget = {}
+                for book, levels in (("asks", update.asks), ("bids", update.bids)):
+                    for price, shown in levels:
+                        taken = min(before[book].get(price, Decimal(0)), shown)
+                        budget[(book, price)] = _EXACT.subtract(shown, taken)
                 for e in got:
-                    per_level[(e.price, "a" if limits[e.order_id][0] == "buy" else "b")] += e.qty
-                for (price, book), qty in per_level.items():
-                    levels = update.asks if book == "a" else update.bids
-                    shown_qty = dict(levels)[price]
-                    key = price if book == "a" else (price, "b")
-                    assert qty <= shown_qty - min(taken_before.get(key, Decimal(0)), shown_qty)
+                    assert update.received_at < placed[e.order_id][3], "filled after expiry"
         elif step[0] == "remove":
             engine.remove(step[1])
             model.remove(step[1])
-            continue
+            removed.add(step[1])
+            got, want = [], []
         else:
             engine.forget_quote()
             model.forget_quote()
-            continue
+            quote, budget = None, {}
+            got, want = [], []
+
+        assert engine.quote is quote
         got_tuples = (
             None if got is None else [(e.order_id, e.update_id, e.price, e.qty) for e in got]
         )
         assert got_tuples == want
-        for order_id, _, price, qty in got_tuples or []:
-            side, limit = limits[order_id]
-            assert (price <= limit) if side == "buy" else (price >= limit)  # never worse
+        for order_id, update_id, price, qty in got_tuples or []:
+            side, limit, size, _ = placed[order_id]
+            assert quote is not None and update_id == quote.update_id
             assert qty > 0
-            filled[order_id] += qty
-            assert filled[order_id] <= sizes[order_id]  # never over-filled
-    assert len(engine) == len(model.orders)
+            assert price <= limit if side == "buy" else price >= limit  # never worse
+            book = "asks" if side == "buy" else "bids"
+            assert (book, price) in budget, "filled at a price the quote did not show"
+            budget[(book, price)] = _EXACT.subtract(budget[(book, price)], qty)
+            assert budget[(book, price)] >= 0, "took more than the level offered"
+            filled[order_id] = _EXACT.add(filled[order_id], qty)
+            assert filled[order_id] <= size, "over-filled"
+
+        # The engine's state equals the model's.
+        assert engine.ledger("asks") == model.ledger("asks")
+        assert engine.ledger("bids") == model.ledger("bids")
+        assert set(engine._orders) == set(model.orders)
+        for order_id, (_, _, size, _) in placed.items():
+            resting = engine.get(order_id)
+            if resting is None:
+                assert order_id in removed or filled[order_id] == size
+            else:
+                assert resting.remaining == _EXACT.subtract(size, filled[order_id]) > 0
+                assert model.orders[order_id].remaining == resting.remaining
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events(depth_mode=False))
-def test_book_ticker_mode_matches_the_reference(script: list[tuple]) -> None:  # type: ignore[type-arg]
+COMMON = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@settings(COMMON, max_examples=250)
+@given(scripts("ticker"))
+def test_book_ticker_mode_matches_the_reference(script: list[Step]) -> None:
     run_both(script)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events(depth_mode=True))
-def test_depth_mode_matches_the_reference(script: list[tuple]) -> None:  # type: ignore[type-arg]
+@settings(COMMON, max_examples=250)
+@given(scripts("depth"))
+def test_depth_mode_matches_the_reference(script: list[Step]) -> None:
+    run_both(script)
+
+
+@settings(COMMON, max_examples=150)
+@given(scripts("mixed"))
+def test_mixed_ticker_and_depth_updates_match_the_reference(script: list[Step]) -> None:
+    run_both(script)
+
+
+@settings(COMMON, max_examples=150)
+@given(scripts("mixed", big=True))
+def test_values_near_the_bounds_match_the_reference_exactly(script: list[Step]) -> None:
     run_both(script)

@@ -174,7 +174,9 @@ class SymbolMatcher:
         self._orders[order.order_id] = order
         self._sides[order.side].add(order)
         quote = self._quote
-        if quote is None or order.expires_at <= now:
+        # Rule 7: not if it has expired, nor if the quote arrived at or after its expiry
+        # (`now` is a wall clock and may lag the quote's receive time).
+        if quote is None or order.expires_at <= max(now, quote.received_at):
             return []
         levels = quote.asks if order.side is Side.BUY else quote.bids
         ledger = self._ledgers[order.side]
