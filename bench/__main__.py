@@ -181,7 +181,9 @@ async def _wrk(url: str, seconds: float) -> dict[str, Any]:
 async def bench_bare_client(emulator: Child, url: str, frames: int, opened: int) -> float:
     async with (
         aiohttp.ClientSession() as session,
-        session.ws_connect(f"{url}/stream?streams={STREAM}", max_msg_size=0) as ws,
+        session.ws_connect(
+            f"{url}/stream?streams={STREAM}", max_msg_size=0, decode_text=False
+        ) as ws,
     ):
         await emulator.send(f"wait {STREAM} {opened}")
         blast = asyncio.create_task(emulator.send(f"blast {STREAM} {frames}"))

@@ -285,3 +285,26 @@ async def test_rollover_of_more_streams_than_the_url_holds_leaves_no_gap(
         assert ids == list(range(ids[0], ids[-1] + 1)), symbol  # nothing missing
         assert ids[-1] >= published - 2
     assert received.lost == []
+
+
+async def test_a_busy_connection_outlives_many_stall_periods_and_loses_nothing(
+    emulator: BinanceEmulator, make_feed
+) -> None:  # type: ignore[no-untyped-def]
+    # The stall deadline is checked lazily (one timer spans many frames and fires while
+    # frames are flowing); firing mid-stream must neither replace the socket nor drop or
+    # reorder a frame.
+    feed, received = await make_feed(stall_timeout_s=0.02)
+    feed.acquire("BTCUSDT")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    sent = 0
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 0.5  # 25 stall periods
+    while loop.time() < until:
+        for _ in range(20):
+            sent += 1
+            emulator.book_ticker("BTCUSDT", "1", str(sent), "2", "1", update_id=sent)
+        await asyncio.sleep(0.005)
+    updates = await received.wait(sent)
+    assert [u.update_id for u in updates] == list(range(1, sent + 1))
+    assert emulator.connections_opened == 1
+    assert feed.state()["reconnects"] == 0
