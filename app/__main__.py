@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 
@@ -34,6 +35,19 @@ def install_uvloop(wanted: bool) -> bool:
     return True
 
 
+def tune_gc() -> None:
+    """Collect young objects less often, and never rescan what start-up allocated.
+
+    Every order and update allocates short-lived objects that reference counting frees on
+    its own; at the default threshold (700) the cyclic collector runs every few requests
+    and rescans the resting orders each time it reaches the older generations. Measured
+    under load this gives about a quarter more orders per second (BENCHMARKS.md).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def serve(settings: Settings) -> None:
     from aiohttp import web
 
@@ -41,6 +55,7 @@ def serve(settings: Settings) -> None:
 
     configure_logging(settings.log_format, settings.log_level)
     install_uvloop(settings.uvloop)
+    tune_gc()
     web.run_app(
         create_app(settings),
         host=settings.http_host,

@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from app.__main__ import install_uvloop, tune_gc
 from app.bus import InProcessBus
 from app.clock import now_us
 from app.domain import OrderStatus, Side, StreamKind
@@ -482,6 +483,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the short version (< 2 minutes)")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args()
+    # The in-process measurements (market data) run as `python -m app` serves: on uvloop
+    # when installed and with its collector settings, bare client and service alike.
+    install_uvloop(wanted=True)
+    tune_gc()
     started = time.perf_counter()
     asyncio.run(
         run(

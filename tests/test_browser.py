@@ -33,12 +33,13 @@ CHROMIUM_ARGS = [
 
 
 async def _quotes(emulator: BinanceEmulator, stop: asyncio.Event) -> None:
-    """A live-looking BTCUSDT market whose asks stay above 101 until the test moves them."""
+    """A live-looking BTCUSDT market whose asks stay above 101.5 (the test order's limit)
+    until the test moves them: asks from 101.6 to 102.2."""
     step = 0
     while not stop.is_set():
         step += 1
         bid = 100 + (step % 7) / 10
-        emulator.book_ticker("BTCUSDT", f"{bid:.1f}", "3", f"{bid + 1.5:.1f}", "0.4")
+        emulator.book_ticker("BTCUSDT", f"{bid:.1f}", "3", f"{bid + 1.6:.1f}", "0.4")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.1)
 

@@ -81,6 +81,41 @@ async def test_a_failing_write_does_not_undo_its_batch_mates(store: SqliteStore)
     await store.insert_order(_order(4, client_order_id="k", owner="bob"))
 
 
+async def test_a_refused_write_in_a_batch_of_fills_undoes_only_itself(
+    store: SqliteStore,
+) -> None:
+    # The batch runs plainly first; one refusal sends it round again with savepoints, and
+    # what the first round wrote before the refusal must not be written twice.
+    orders = [_order(n) for n in range(3)]
+    for order in orders:
+        await store.insert_order(order)
+    fills = [
+        order.record_fill(n, Decimal("1"), Decimal("0.5"), 10) for n, order in enumerate(orders)
+    ]
+    await store.apply([OrderChange(orders[1], [fills[1]])])
+    results = await asyncio.gather(
+        store.apply([OrderChange(orders[0], [fills[0]])]),
+        store.apply([OrderChange(orders[1], [fills[1]])]),  # already stored: refused
+        store.apply([OrderChange(orders[2], [fills[2]])]),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None and isinstance(results[1], StoreError)
+    for order in orders:
+        loaded = await store.get(order.order_id)
+        assert loaded is not None and len(loaded.fills) == 1
+        assert loaded.filled_qty == Decimal("0.5")
+
+
+async def test_a_caller_that_gives_up_does_not_abort_its_write(store: SqliteStore) -> None:
+    waiting = asyncio.create_task(store.insert_order(_order(1)))
+    await asyncio.sleep(0)  # queued now
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await store.insert_order(_order(2))  # committed after (or with) the first one's batch
+    assert await store.get("order-1") is not None
+
+
 async def test_fills_and_totals_commit_together_or_not_at_all(store: SqliteStore) -> None:
     order = _order(1)
     await store.insert_order(order)

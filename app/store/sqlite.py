@@ -70,27 +70,50 @@ def _order_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Order:
     )  # fmt: skip
 
 
+_WRITE_REFUSED = (sqlite3.IntegrityError, StoreError, DuplicateClientOrderId)
+
+
 def _commit_batch(db: sqlite3.Connection, runs: list[WriteFn]) -> list[BaseException | None]:
-    """On the writer thread: one transaction, a savepoint per write."""
-    outcomes: list[BaseException | None] = []
+    """On the writer thread: the whole batch in one transaction.
+
+    Writes almost never fail one by one (only a duplicate client_order_id does), so the
+    batch runs plainly first; if one write is refused, the transaction is rolled back and
+    run again with a savepoint per write, so the refusal undoes nothing but that write.
+    """
     try:
         db.execute("BEGIN IMMEDIATE")
-        for run in runs:
-            db.execute("SAVEPOINT write")
-            try:
+        try:
+            for run in runs:
                 run(db)
-            except (sqlite3.IntegrityError, StoreError, DuplicateClientOrderId) as exc:
-                db.execute("ROLLBACK TO write")
-                outcomes.append(exc)
-            else:
-                outcomes.append(None)
-            db.execute("RELEASE write")
+        except _WRITE_REFUSED:
+            db.execute("ROLLBACK")
+            db.execute("BEGIN IMMEDIATE")
+            outcomes = _run_each_in_a_savepoint(db, runs)
+        else:
+            outcomes = [None] * len(runs)
         db.execute("COMMIT")
     except Exception as exc:  # the whole transaction is gone: fail every write in it
         if db.in_transaction:
             db.execute("ROLLBACK")
         failure = StoreError(f"database write failed: {exc}")
         return [failure] * len(runs)
+    return outcomes
+
+
+def _run_each_in_a_savepoint(
+    db: sqlite3.Connection, runs: list[WriteFn]
+) -> list[BaseException | None]:
+    outcomes: list[BaseException | None] = []
+    for run in runs:
+        db.execute("SAVEPOINT write")
+        try:
+            run(db)
+        except _WRITE_REFUSED as exc:
+            db.execute("ROLLBACK TO write")
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+        db.execute("RELEASE write")
     return outcomes
 
 
@@ -154,8 +177,9 @@ class SqliteStore:
         write = _Write(run)
         self._queue.append(write)
         self._wakeup.set()
-        # Shielded: a caller that gives up must not abort a write the batch still runs.
-        await asyncio.shield(write.done)
+        # A caller that gives up cancels only its own wait: the write stays queued and
+        # runs with its batch all the same (the loop runs every queued write).
+        await write.done
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
