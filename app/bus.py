@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.order import Order
-from app.schemas import OrderView
+from app.schemas import order_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class OrderEvent:
 
 def order_event(event: str, order: Order, fill: dict[str, Any] | None = None) -> OrderEvent:
     """The event for `order` as it is now (its view is taken at once, not later)."""
-    view = OrderView.of(order, with_fills=False).model_dump(mode="json", exclude={"fills"})
+    view = order_json(order, with_fills=False)
     return OrderEvent(event, order.owner, order.order_id, order.symbol, view, fill)
 
 

@@ -13,7 +13,7 @@ from app.http.errors import ApiError
 from app.keys import AUTH, PUSH_HUB, SERVICE, SETTINGS
 from app.push.client import PushClient
 from app.push.hub import encode
-from app.schemas import OrderView
+from app.schemas import order_json
 from app.service.orders import OrderNotFound
 
 log = structlog.get_logger(__name__)
@@ -132,7 +132,7 @@ class _Session:
             self.error(f"order {order_id} not found")
             return
         self.client.send(encode({"type": "subscribed", "order_id": order_id}))
-        snapshot = OrderView.of(order, with_fills=True).model_dump(mode="json")
+        snapshot = order_json(order, with_fills=True)
         self.client.send(encode({"type": "order", "event": "snapshot", "order": snapshot}))
         self.hub.start_order(
             self.client, order_id, fill_seq=order.fill_count, final=order.status.is_final

@@ -22,7 +22,7 @@ from app.clock import now_us
 from app.domain import BookUpdate, Execution, OrderStatus
 from app.engine.matching import RestingOrder, SymbolMatcher
 from app.order import Order
-from app.schemas import FillView
+from app.schemas import fill_json
 from app.store.base import OrderChange, OrderStore
 
 log = structlog.get_logger(__name__)
@@ -190,7 +190,7 @@ class SymbolWorker:
             order = self.orders[execution.order_id]
             fill = order.record_fill(execution.update_id, execution.price, execution.qty, ts_us)
             batch.changed(order).new_fills.append(fill)  # type: ignore[attr-defined]
-            batch.emit("fill", order, FillView.of(fill).model_dump(mode="json"))
+            batch.emit("fill", order, fill_json(fill))
             self._log.info(
                 "order.fill", order_id=order.order_id, seq=fill.seq, price=str(fill.price),
                 qty=str(fill.qty), update_id=fill.update_id, status=order.status.value,
