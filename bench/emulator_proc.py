@@ -1,7 +1,8 @@
 """A Binance emulator in its own process: prints its URL, then blasts frames on command.
 
-stdin commands: `blast <stream> <count>` sends `count` bookTicker frames as fast as it can
-and prints `done <seconds>`.
+stdin commands: `blast <stream> <count>` writes `count` pre-encoded bookTicker frames to
+every subscriber at once (far faster than any consumer reads them) and prints
+`done <seconds>`; `quote`, `wait` as below.
 """
 
 from __future__ import annotations
@@ -32,17 +33,15 @@ async def main() -> None:
             print("ok", flush=True)
         elif line[0] == "blast":
             stream, count = line[1], int(line[2])
+            # Bids well below every resting sell limit: nothing fills, all is matching.
+            payloads = [
+                {"u": update_id + n, "s": "BENCH", "b": f"{50 + n % 7}.0", "B": "1.5",
+                 "a": f"{200 + n % 5}.0", "A": "2.5"}
+                for n in range(1, count + 1)
+            ]  # fmt: skip
+            update_id += count
             started = time.perf_counter()
-            for n in range(count):
-                update_id += 1
-                # Bids well below every resting sell limit: nothing fills, all is matching.
-                bid = f"{50 + n % 7}.0"
-                emulator.publish(stream, {"u": update_id, "s": "BENCH", "b": bid, "B": "1.5",
-                                          "a": f"{200 + n % 5}.0", "A": "2.5"})  # fmt: skip
-                if n % 256 == 0:
-                    await asyncio.sleep(0)  # let the per-connection writers drain
-            while any(c.outgoing for c in emulator.connections):
-                await asyncio.sleep(0.001)
+            await emulator.blast(stream, payloads)
             print(f"done {time.perf_counter() - started:.4f}", flush=True)
     await emulator.stop()
 

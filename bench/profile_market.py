@@ -14,7 +14,7 @@ async def main() -> None:
     url = await emulator.line()
     profiler = Profiler(async_mode="disabled")
     profiler.start()
-    print(await bench_service_updates(emulator, url, 50_000, 1_000, 1))
+    print(await bench_service_updates(emulator, url, 200_000, 10_000, 1))
     profiler.stop()
     print(profiler.output_text(unicode=True, color=False))
     await emulator.stop()

@@ -56,4 +56,7 @@ async def main(base: str, clients: int, fills: int) -> None:
 
 
 if __name__ == "__main__":
+    from app.__main__ import install_uvloop
+
+    install_uvloop(wanted=True)  # the harness, as lean as the service it measures
     asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))

@@ -68,18 +68,33 @@ def _book_ticker(symbol: str, data: dict[str, Any], received_at: float) -> BookU
     # The hottest path: one try around the exact conversions, validation after.
     try:
         update_id = data["u"]
-        bid, bid_qty = Decimal(data["b"]), Decimal(data["B"])
-        ask, ask_qty = Decimal(data["a"]), Decimal(data["A"])
+        bid_text, ask_text = data["b"], data["a"]
+        bid, bid_qty = Decimal(bid_text), Decimal(data["B"])
+        ask, ask_qty = Decimal(ask_text), Decimal(data["A"])
     except (KeyError, TypeError, InvalidOperation) as exc:
         raise MalformedFrame(f"bookTicker payload is not u/b/B/a/A: {exc!r}") from exc
     if type(update_id) is not int or update_id < 0:
         raise MalformedFrame(f"u is not an update id: {update_id!r}")
-    for number in (bid, bid_qty, ask, ask_qty):
-        if not number.is_finite() or number < 0:
-            raise MalformedFrame(f"not a finite non-negative decimal: {number}")
-    if type(data["b"]) is not str or type(data["a"]) is not str:
+    if type(bid_text) is not str or type(ask_text) is not str:
         raise MalformedFrame("prices must be decimal strings")
-    return BookUpdate(symbol.upper(), update_id, ((bid, bid_qty),), ((ask, ask_qty),), received_at)
+    if not (bid.is_finite() and bid_qty.is_finite() and ask.is_finite() and ask_qty.is_finite()):
+        raise MalformedFrame(f"not a finite decimal: {data!r}")
+    if bid < 0 or bid_qty < 0 or ask < 0 or ask_qty < 0:
+        raise MalformedFrame(f"a negative price or quantity: {data!r}")
+    return BookUpdate(symbol, update_id, ((bid, bid_qty),), ((ask, ask_qty),), received_at)
+
+
+_STREAMS: dict[str, tuple[str, str]] = {}  # stream name -> (SYMBOL, channel), memoised
+
+
+def _split_stream(stream: str) -> tuple[str, str]:
+    known = _STREAMS.get(stream)
+    if known is None:
+        symbol, _, channel = stream.partition("@")
+        known = (symbol.upper(), channel)
+        if len(_STREAMS) < 4096:  # a bounded memo: only well-formed frames get here
+            _STREAMS[stream] = known
+    return known
 
 
 def parse_frame(raw: str | bytes, received_at: float) -> Frame:
@@ -104,13 +119,13 @@ def parse_frame(raw: str | bytes, received_at: float) -> Frame:
         raise MalformedFrame("combined frame without a stream name or data object")
     if data.get("e") == "serverShutdown":
         return ServerShutdown()
-    symbol, _, channel = stream.partition("@")
+    symbol, channel = _split_stream(stream)
     if channel == "bookTicker":
         return _book_ticker(symbol, data, received_at)
     if channel.startswith("depth") and "lastUpdateId" in data:
         # Partial-book frames carry no symbol: the stream name is the only place it is.
         return BookUpdate(
-            symbol=symbol.upper(),
+            symbol=symbol,
             update_id=_update_id(data.get("lastUpdateId"), "lastUpdateId"),
             bids=_levels(data.get("bids"), "bids", best_is_highest=True),
             asks=_levels(data.get("asks"), "asks", best_is_highest=False),
