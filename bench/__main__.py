@@ -333,7 +333,7 @@ async def bench_memory(resting: int) -> float:
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     # What resting costs beyond the request itself: the engine's view, the indexes, the
-    # expiry timer. The Order record (the request's own data) is counted separately.
+    # expiry entry. The Order record (the request's own data) is counted separately.
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     more = [_order(n, "MEM", "1000") for n in range(1000)]
@@ -512,7 +512,7 @@ def write_report(output: Path, quick: bool, intake: dict[str, Any], bare_ups: fl
         "Target: p99 < 10 ms at 100 clients.",
         "", "## 4. Memory", "",
         f"Bytes per resting order at 100,000 orders: **{memory:,.0f}** (target < 2,048): the order "
-        "record, the engine's view of it, its indexes and its expiry timer (tracemalloc).",
+        "record, the engine's view of it, its indexes and its place in the expiry heap (tracemalloc).",
         "", "## 5. Against the original design (100 concurrent orders on one symbol)", "",
         "| design | upstream connections | CPU µs per upstream update |", "| --- | --- | --- |",
         f"| one connection per order (original) | {original['original_connections']} | {original['original_cpu_us_per_update']:.0f} |",

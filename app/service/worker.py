@@ -23,6 +23,7 @@ from app.domain import BookUpdate, Execution, OrderStatus
 from app.engine.matching import RestingOrder, SymbolMatcher
 from app.order import Order
 from app.schemas import fill_json
+from app.service.expiry import ExpiryTimer
 from app.store.base import OrderChange, OrderStore
 
 log = structlog.get_logger(__name__)
@@ -105,7 +106,7 @@ class SymbolWorker:
         # A deque and an event: cheaper per command than asyncio.Queue on the quote path.
         self._commands: deque[Command] = deque()
         self._wakeup = asyncio.Event()
-        self._expiry: dict[str, asyncio.TimerHandle] = {}
+        self._expiries = ExpiryTimer(lambda order_id: self.submit(Expire(order_id)))
         self._subscribed = False
         self._log = log.bind(symbol=symbol)
         self.updates_applied = 0
@@ -119,13 +120,16 @@ class SymbolWorker:
 
     async def run(self) -> None:
         commands = self._commands
-        while True:
-            if not commands:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            batch = [commands.popleft() for _ in range(min(len(commands), MAX_BATCH))]
-            if await self._process(batch):
-                return
+        try:
+            while True:
+                if not commands:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                batch = [commands.popleft() for _ in range(min(len(commands), MAX_BATCH))]
+                if await self._process(batch):
+                    return
+        finally:
+            self._expiries.close()
 
     async def _process(self, commands: list[Command]) -> bool:
         batch = _Batch()
@@ -174,9 +178,7 @@ class SymbolWorker:
         if not self._subscribed:
             self._subscribed = True
             self._feed.acquire(self.symbol)
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, (order.expires_at_us - now_us()) / 1e6)
-        self._expiry[order.order_id] = loop.call_later(delay, self.submit, Expire(order.order_id))
+        self._expiries.add(order.order_id, order.expires_at_us)
         resting = RestingOrder(
             order.order_id, order.side, order.price, order.remaining_qty,
             order.expires_at_us / 1e6,
@@ -215,9 +217,7 @@ class SymbolWorker:
 
     def _release(self, order: Order) -> None:
         del self.orders[order.order_id]
-        handle = self._expiry.pop(order.order_id, None)
-        if handle is not None:
-            handle.cancel()
+        self._expiries.discard(order.order_id)
         if self._on_final is not None:
             self._on_final(order)
 
