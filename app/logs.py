@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import structlog
 
 
-def _orjson_dumps(obj: object, default: object = None) -> str:
-    return orjson.dumps(obj, default=default).decode()  # type: ignore[arg-type]
-
-
 def configure_logging(log_format: str, level: str = "info") -> None:
     renderer: structlog.types.Processor
+    logger_factory: Callable[..., Any]
     if log_format == "json":
-        renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        # structlog's own advice for speed: orjson renders bytes, written as bytes. (A str
+        # renderer printed line by line cost ~17 µs per accepted order under load.)
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        logger_factory = structlog.BytesLoggerFactory(file=sys.stderr.buffer)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        logger_factory = structlog.PrintLoggerFactory(file=sys.stderr)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -31,6 +34,6 @@ def configure_logging(log_format: str, level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )

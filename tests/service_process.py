@@ -21,8 +21,11 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    def __init__(self, database: Path, upstream: str, **env: str) -> None:
+    def __init__(
+        self, database: Path, upstream: str, *, log_path: Path | None = None, **env: str
+    ) -> None:
         self.port = free_port()
+        self.log_path = log_path
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -38,9 +41,14 @@ class ServiceProcess:
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self, timeout: float = 20.0) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app", env=self.env, stderr=asyncio.subprocess.DEVNULL
-        )
+        log = self.log_path.open("ab") if self.log_path else asyncio.subprocess.DEVNULL
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "app", env=self.env, stderr=log
+            )
+        finally:
+            if not isinstance(log, int):
+                log.close()  # the child holds its own descriptor
         async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
             while True:
                 if self.process.returncode is not None:
