@@ -7,7 +7,7 @@ WORKDIR /srv
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY static ./static
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir ".[fast]" \
     && useradd --system --uid 10001 executor \
     && mkdir -p /data && chown executor /data
 USER executor

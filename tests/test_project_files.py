@@ -70,7 +70,8 @@ def test_dockerfile_serves_the_app(dockerfile: str) -> None:
     assert re.search(r'^CMD \["python", "-m", "app"\]$', dockerfile, re.M)
     assert re.search(r"^EXPOSE 8080$", dockerfile, re.M)
     assert "HTTP_HOST=0.0.0.0" in dockerfile
-    assert re.search(r"pip install\b[^\n]* \.(\s|$)", dockerfile, re.M)  # the package itself
+    # The package itself, with uvloop (the `fast` extra) in production.
+    assert re.search(r'pip install\b[^\n]* "\.\[fast\]"(\s|$)', dockerfile, re.M)
     user = re.search(r"^USER (\S+)$", dockerfile, re.M)
     assert user and user.group(1) not in ("root", "0")
 
@@ -104,7 +105,7 @@ def test_taskfile_has_the_documented_tasks(taskfile: dict[str, Any]) -> None:
     assert expected <= set(tasks)
     setup = tasks["setup"]
     assert setup["cmds"][0] == "python3 -m venv .venv"
-    assert re.fullmatch(r".venv/bin/pip install (-q )?-e '\.\[dev\]'", setup["cmds"][1])
+    assert re.fullmatch(r".venv/bin/pip install (-q )?-e '\.\[dev(,fast)?\]'", setup["cmds"][1])
     assert setup["sources"] and setup["generates"]  # installs once, not on every task
     for name in expected - {"setup"}:
         assert tasks[name]["deps"] == ["setup"], name
