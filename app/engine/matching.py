@@ -99,9 +99,6 @@ class _OrderSide:
         self._buckets: SortedDict = SortedDict()
         self._best: Decimal | None = None  # cached: read on every update
 
-    def __bool__(self) -> bool:
-        return bool(self._buckets)
-
     def add(self, order: RestingOrder) -> None:
         bucket = self._buckets.get(order.limit)
         if bucket is None:
@@ -116,10 +113,14 @@ class _OrderSide:
             del self._buckets[order.limit]
             self._best = None
 
-    def best_limit(self) -> Decimal:
-        if self._best is None:
-            self._best = self._buckets.peekitem(-1 if self.side is Side.BUY else 0)[0]
-        return self._best
+    def can_take(self, price: Decimal) -> bool:
+        """Whether the best resting limit accepts a level at `price`."""
+        if not self._buckets:
+            return False
+        best = self._best
+        if best is None:
+            best = self._best = self._buckets.peekitem(-1 if self.side is Side.BUY else 0)[0]
+        return _acceptable(self.side, price, best)
 
     def buckets_best_first(self) -> Iterator[tuple[Decimal, dict[str, RestingOrder]]]:
         keys = self._buckets.irange(reverse=self.side is Side.BUY)
@@ -142,6 +143,8 @@ class SymbolMatcher:
         self._sides = {Side.BUY: _OrderSide(Side.BUY), Side.SELL: _OrderSide(Side.SELL)}
         # Buy orders take asks, sell orders take bids.
         self._ledgers = {Side.BUY: _Ledger(is_ask=True), Side.SELL: _Ledger(is_ask=False)}
+        self._buyers = (self._sides[Side.BUY], self._ledgers[Side.BUY])
+        self._sellers = (self._sides[Side.SELL], self._ledgers[Side.SELL])
 
     def __len__(self) -> int:
         return len(self._orders)
@@ -201,13 +204,11 @@ class SymbolMatcher:
         self.last_update_id = update.update_id
         self._quote = update
         executions: list[Execution] = []
-        for side, levels in ((Side.BUY, update.asks), (Side.SELL, update.bids)):
-            ledger = self._ledgers[side]
+        for (orders, ledger), levels in ((self._buyers, update.asks), (self._sellers, update.bids)):
             offers = ledger.reconcile(levels, update.full_depth)
-            orders = self._sides[side]
             # The common case, nothing can fill, costs one look at the best limit.
-            if orders and offers and _acceptable(side, levels[0][0], orders.best_limit()):
-                self._match_side(side, levels, offers, update, ledger, executions)
+            if offers and orders.can_take(levels[0][0]):
+                self._match_side(orders.side, levels, offers, update, ledger, executions)
         return executions
 
     def _match_side(

@@ -38,6 +38,13 @@ HANDOVER_MAX_S = 5.0  # how long an old socket is read while its replacement sta
 HANDOVER_DRAIN_S = 0.25  # and read on after, for frames that were already on their way
 
 
+_DATA = frozenset({aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY})
+_ENDED = frozenset({
+    aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+    aiohttp.WSMsgType.ERROR,
+})  # fmt: skip
+
+
 def _excerpt(data: bytes | str) -> str:
     if isinstance(data, bytes):
         return data[:200].decode(errors="replace")
@@ -263,7 +270,7 @@ class _Connection:
     def _handle(self, message: aiohttp.WSMessage) -> bool:
         """Act on one upstream message; True if it was a frame (the socket is alive)."""
         feed = self.feed
-        if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+        if message.type in _DATA:
             received_at = time.time()
             self.last_frame_at = time.monotonic()
             feed.frames += 1
@@ -283,10 +290,7 @@ class _Connection:
             elif isinstance(frame, ServerShutdown):
                 raise _Replace("serverShutdown", make_before_break=True)
             return True
-        if message.type in (
-            aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
-            aiohttp.WSMsgType.ERROR,
-        ):  # fmt: skip
+        if message.type in _ENDED:
             raise ConnectionError(f"upstream closed the connection ({message.extra})")
         return False
 
