@@ -14,6 +14,7 @@ from app.domain import OrderStatus, Side
 from app.order import Fill, Order
 
 _DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
 _UPPER_BOUND = Decimal("1e20")
 MAX_FRACTION_DIGITS = 18
 
@@ -93,7 +94,7 @@ class LimitOrderRequest(BaseModel):
     @classmethod
     def _symbol(cls, value: str) -> str:
         symbol = value.upper()
-        if not re.fullmatch(r"[A-Z0-9]{2,20}", symbol):
+        if not _SYMBOL.fullmatch(symbol):
             raise ValueError("must be 2-20 letters or digits, e.g. LTCBTC")
         return symbol
 
