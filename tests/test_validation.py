@@ -104,6 +104,26 @@ async def test_numbers_keep_every_digit(client: TestClient) -> None:  # type: ig
     assert order["symbol"] == "LTCBTC" and order["side"] == "buy"
 
 
+@pytest.mark.parametrize(
+    ("raw_size", "stored"),
+    [
+        (b"99999999999999999999", "99999999999999999999"),  # above 2^64: past orjson's ints
+        (b"18446744073709551615", "18446744073709551615"),  # 2^64 - 1: orjson's own
+        (b"2.50", "2.5"),  # a fraction: never through float
+        (b"1E+2", "100"),  # an exponent makes it a JSON fraction too
+    ],
+)
+async def test_json_numbers_are_exact_whichever_parser_reads_them(
+    client: TestClient,  # type: ignore[type-arg]
+    raw_size: bytes,
+    stored: str,
+) -> None:
+    body = b'{"symbol": "LTCBTC", "order_size": ' + raw_size + b', "price": "1"}'
+    response = await client.post("/order/limit", data=body)
+    assert response.status == 202, await response.text()
+    assert (await response.json())["order_size"] == stored
+
+
 async def test_body_over_64_kib_is_413(client: TestClient) -> None:  # type: ignore[type-arg]
     response = await client.post("/order/limit", data=b"{" + b" " * (65 * 1024) + b"}")
     assert response.status == 413
