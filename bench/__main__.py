@@ -43,6 +43,7 @@ from app.service.orders import OrderService
 from app.service.worker import SymbolWorker
 from app.store.sqlite import SqliteStore
 from app.tasks import TaskSupervisor
+from bench.intake_stages import CUT_STAGES
 from tests.service_process import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -113,17 +114,7 @@ async def bench_intake(seconds: float, emulator_url: str) -> dict[str, Any]:
         await bare.stop()
     with tempfile.TemporaryDirectory() as folder:
         database = Path(folder) / "intake.db"
-        port = free_port()
-        service = await Child.start("-m", "app", env={
-            "HTTP_PORT": str(port), "DATABASE_PATH": str(database), "LOG_LEVEL": "error",
-            "LOG_FORMAT": "json", "BINANCE_WS_URL": emulator_url, "RATE_LIMIT_PER_S": "0",
-            "MAX_OPEN_ORDERS": "0",
-        })  # fmt: skip
-        try:
-            await _wait_http(f"http://127.0.0.1:{port}/readyz")
-            results["service"] = await _load(f"http://127.0.0.1:{port}/order/limit", seconds)
-        finally:
-            await service.stop()
+        results["service"] = await _load_service(("-m", "app"), database, seconds, emulator_url)
         stored = sqlite3.connect(database).execute("SELECT COUNT(*) FROM orders").fetchone()[0]
     results["stored"] = stored
     results["accepted"] = results["service"]["statuses"].get("202", 0)
@@ -133,20 +124,30 @@ async def bench_intake(seconds: float, emulator_url: str) -> dict[str, Any]:
 async def bench_intake_stages(seconds: float, emulator_url: str) -> dict[str, dict[str, Any]]:
     """The service with layers cut off (bench/intake_stages.py), under the same load."""
     results = {}
-    for stage in ("http", "service", "durable"):
+    for stage in CUT_STAGES:
         with tempfile.TemporaryDirectory() as folder:
-            port = free_port()
-            service = await Child.start("-m", "bench.intake_stages", stage, env={
-                "HTTP_PORT": str(port), "DATABASE_PATH": str(Path(folder) / "stage.db"),
-                "LOG_LEVEL": "error", "LOG_FORMAT": "json", "BINANCE_WS_URL": emulator_url,
-                "RATE_LIMIT_PER_S": "0", "MAX_OPEN_ORDERS": "0",
-            })  # fmt: skip
-            try:
-                await _wait_http(f"http://127.0.0.1:{port}/readyz")
-                results[stage] = await _load(f"http://127.0.0.1:{port}/order/limit", seconds)
-            finally:
-                await service.stop()
+            results[stage] = await _load_service(
+                ("-m", "bench.intake_stages", stage), Path(folder) / "stage.db", seconds,
+                emulator_url,
+            )  # fmt: skip
     return results
+
+
+async def _load_service(
+    command: tuple[str, ...], database: Path, seconds: float, emulator_url: str
+) -> dict[str, Any]:
+    """Start the service (`command`, configured as for intake), load it, stop it."""
+    port = free_port()
+    service = await Child.start(*command, env={
+        "HTTP_PORT": str(port), "DATABASE_PATH": str(database), "LOG_LEVEL": "error",
+        "LOG_FORMAT": "json", "BINANCE_WS_URL": emulator_url, "RATE_LIMIT_PER_S": "0",
+        "MAX_OPEN_ORDERS": "0",
+    })  # fmt: skip
+    try:
+        await _wait_http(f"http://127.0.0.1:{port}/readyz")
+        return await _load(f"http://127.0.0.1:{port}/order/limit", seconds)
+    finally:
+        await service.stop()
 
 
 def load_generator() -> str:
@@ -484,7 +485,7 @@ def write_report(output: Path, quick: bool, intake: dict[str, Any], bare_ups: fl
         "the event loop being saturated.", "",
         "| layers running | requests/s | µs per request | added by the layer |",
         "| --- | --- | --- | --- |",
-        *_stage_rows(bare["rps"], intake["stages"]),
+        *_stage_rows(bare["rps"], {**intake["stages"], "durable": service}),
         "", f"## 2. Market data ({frames:,} bookTicker frames sent as fast as the emulator can)", "",
         "| consumer | updates/s | CPU µs per update | ratio to bare |", "| --- | --- | --- | --- |",
         f"| bare aiohttp client (receive + parse) | {bare_ups:,.0f} | | 1.00 |",

@@ -6,10 +6,11 @@ as `python -m app`) with the layers after STAGE cut off, for this measurement on
 - `http`: the HTTP layer (token, rate limit, JSON, validation, the answer) over an order
   service that accepts at once, answering with one prebuilt order;
 - `service`: the order service too (the order, its `accepted` event, the symbol worker)
-  over a store that stores nothing;
-- `durable`: the whole service, every order committed to SQLite before its 202.
+  over a store that stores nothing.
 
-`python -m bench` measures each stage under the same load as the bare handler.
+The whole service, every order committed before its 202, is `python -m app` itself.
+`python -m bench` measures each stage under the same load as the bare handler and the
+whole service.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-STAGES = ("http", "service", "durable")
+CUT_STAGES = ("http", "service")
 
 
 def _cut(stage: str) -> None:
@@ -44,8 +45,8 @@ def _cut(stage: str) -> None:
 
 if __name__ == "__main__":
     stage = sys.argv[1]
-    if stage not in STAGES:
-        raise SystemExit(f"usage: python -m bench.intake_stages {{{','.join(STAGES)}}}")
+    if stage not in CUT_STAGES:
+        raise SystemExit(f"usage: python -m bench.intake_stages {{{','.join(CUT_STAGES)}}}")
     _cut(stage)
     from app.__main__ import main
 
