@@ -68,6 +68,23 @@ class BookUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketState:
+    """What matching remembers of one symbol's upstream book across restarts (rules 1, 3).
+
+    `asks` and `bids` are the ledgers: (price, quantity already taken there), per book side.
+    """
+
+    symbol: str
+    last_update_id: int | None
+    asks: tuple[Level, ...] = ()
+    bids: tuple[Level, ...] = ()
+
+    @property
+    def is_blank(self) -> bool:
+        return self.last_update_id is None and not self.asks and not self.bids
+
+
+@dataclass(frozen=True, slots=True)
 class Execution:
     """What the matching engine decided: `qty` of `order_id` taken at `price`."""
 

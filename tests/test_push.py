@@ -85,3 +85,18 @@ async def test_events_of_another_owner_are_never_pushed() -> None:
     hub.start_order(mallory, "order-1", fill_seq=0, final=False)
     hub.dispatch(_event(1))
     assert mallory.pending == 0
+
+
+async def test_nothing_is_kept_for_a_book_nobody_watches_any_more() -> None:
+    released: list[str] = []
+    hub = PushHub(InProcessBus(), acquire_book=lambda s: None, release_book=released.append)
+    client = PushClient(FakeSocket(stuck=False), "me", max_queue=10)  # type: ignore[arg-type]
+    hub.add_client(client)
+    for n in range(100):  # a client inventing symbols
+        hub.watch_book(client, f"SYM{n}")
+        quote = ticker(1, "1", "1", "2", "1")
+        quote.symbol = f"SYM{n}"
+        hub.on_update(quote)
+        hub.unwatch_book(client, f"SYM{n}")
+    assert hub.book_symbols == 0
+    assert len(released) == 100

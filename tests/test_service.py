@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.bus import InProcessBus, OrderEvent
-from app.domain import BookUpdate, OrderStatus
+from app.domain import BookUpdate, MarketState, OrderStatus
 from app.schemas import LimitOrderRequest
 from app.service.orders import OrderService
 from app.store.base import OrderChange
@@ -36,12 +36,14 @@ class FlakyStore(SqliteStore):
     failures = 0
     attempts = 0
 
-    async def apply(self, changes: Sequence[OrderChange]) -> None:
+    async def apply(
+        self, changes: Sequence[OrderChange], market: MarketState | None = None
+    ) -> None:
         self.attempts += 1
         if self.failures:
             self.failures -= 1
             raise OSError("disk I/O error")
-        await super().apply(changes)
+        await super().apply(changes, market)
 
 
 class Harness:

@@ -147,13 +147,17 @@ async def test_a_final_order_never_changes(store: SqliteStore) -> None:
 async def test_list_pages_newest_first(store: SqliteStore) -> None:
     for n in range(5):
         await store.insert_order(_order(n))
-    page = await store.list("alice", status=None, symbol=None, limit=2, cursor=None)
+    page = await store.list_orders("alice", status=None, symbol=None, limit=2, cursor=None)
     assert [o.order_id for o in page.orders] == ["order-4", "order-3"]
-    page = await store.list("alice", status=None, symbol=None, limit=2, cursor=page.next_cursor)
+    page = await store.list_orders(
+        "alice", status=None, symbol=None, limit=2, cursor=int(page.next_cursor)
+    )
     assert [o.order_id for o in page.orders] == ["order-2", "order-1"]
-    page = await store.list("alice", status=None, symbol=None, limit=2, cursor=page.next_cursor)
+    page = await store.list_orders(
+        "alice", status=None, symbol=None, limit=2, cursor=int(page.next_cursor)
+    )
     assert [o.order_id for o in page.orders] == ["order-0"] and page.next_cursor is None
-    empty = await store.list("bob", status=None, symbol=None, limit=2, cursor=None)
+    empty = await store.list_orders("bob", status=None, symbol=None, limit=2, cursor=None)
     assert empty.orders == []
 
 

@@ -16,7 +16,7 @@ from decimal import Decimal
 from sortedcontainers import SortedDict
 
 from app.decimals import EXACT, ZERO
-from app.domain import BookUpdate, Execution, Level, Side
+from app.domain import BookUpdate, Execution, Level, MarketState, Side
 
 
 class RestingOrder:
@@ -51,6 +51,9 @@ class _Ledger:
 
     def items(self) -> list[tuple[Decimal, Decimal]]:
         return list(self._taken.items())
+
+    def load(self, entries: tuple[Level, ...]) -> None:
+        self._taken = SortedDict((price, taken) for price, taken in entries if taken > 0)
 
     def reconcile(self, levels: tuple[Level, ...], full_depth: bool) -> list[Decimal]:
         """Forget traded-through prices, clamp shown ones; return what each level offers."""
@@ -163,6 +166,23 @@ class SymbolMatcher:
     def ledger(self, book_side: str) -> list[tuple[Decimal, Decimal]]:
         """(price, taken) pairs of the 'asks' or 'bids' ledger, for tests and inspection."""
         return self._ledgers[Side.BUY if book_side == "asks" else Side.SELL].items()
+
+    def market_state(self) -> MarketState:
+        """The ledgers and the last applied update id, to persist with the fills."""
+        return MarketState(
+            self.symbol,
+            self.last_update_id,
+            asks=tuple(self._ledgers[Side.BUY].items()),
+            bids=tuple(self._ledgers[Side.SELL].items()),
+        )
+
+    def restore(self, state: MarketState) -> None:
+        """Resume from a persisted state (after a restart): what was taken stays taken."""
+        if self._orders or self._quote is not None:
+            raise ValueError("restore() is only for a matcher that has not started")
+        self.last_update_id = state.last_update_id
+        self._ledgers[Side.BUY].load(state.asks)
+        self._ledgers[Side.SELL].load(state.bids)
 
     def forget_quote(self) -> None:
         """The upstream connection changed: its last quote no longer counts (rule 5)."""

@@ -126,6 +126,11 @@ class PushHub:
         self.clients.add(client)
         self._per_owner[client.owner] += 1
 
+    @property
+    def book_symbols(self) -> int:
+        """Symbols whose latest quote is kept (only while someone watches them)."""
+        return len(self._last_book)
+
     def connections_of(self, owner: str) -> int:
         return self._per_owner[owner]
 
@@ -191,4 +196,5 @@ class PushHub:
         watchers.discard(client)
         if not watchers:
             del self._by_book[symbol]
+            self._last_book.pop(symbol, None)  # nothing is kept for a symbol nobody watches
             self._release_book(symbol)

@@ -80,6 +80,7 @@ class OrderService:
         *,
         default_timeout_s: float,
         max_open_orders: int = 0,
+        idle_worker_s: float | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -87,11 +88,13 @@ class OrderService:
         self._tasks = tasks
         self._default_timeout_s = default_timeout_s
         self._workers: dict[str, SymbolWorker] = {}
+        self._idle_worker_s = idle_worker_s  # a worker with no order stops after this long
         self._open: dict[str, str] = {}  # order_id -> symbol, for every order a worker holds
         self._max_open = max_open_orders
         # Open orders per owner, counting those being stored right now (reserved first).
         self._open_by_owner: Counter[str] = Counter()
         self.status_counts: Counter[str] = Counter()
+        self.worker_deaths = 0
         self.ready = False
         self._stopping = False
 
@@ -198,20 +201,60 @@ class OrderService:
         return existing
 
     def _route(self, order: Order) -> None:
-        worker = self._workers.get(order.symbol)
-        if worker is None:
-            worker = self._workers[order.symbol] = SymbolWorker(
-                order.symbol, self._store, self._bus, self._feed, on_final=self._forget
-            )
-            self._tasks.spawn(worker.run(), name=f"worker:{order.symbol}")
-        self._open[order.order_id] = order.symbol
-        self._open_by_owner[order.owner] += 1
-        worker.submit(Add(order))
+        self.holding(order)
+        self._worker(order.symbol).submit(Add(order))
 
-    def _forget(self, order: Order) -> None:
+    def _worker(self, symbol: str) -> SymbolWorker:
+        worker = self._workers.get(symbol)
+        if worker is None:
+            worker = self._workers[symbol] = SymbolWorker(
+                symbol, self._store, self._bus, self._feed, hooks=self,
+                idle_after_s=self._idle_worker_s,
+            )  # fmt: skip
+            task = self._tasks.spawn(worker.run(), name=f"worker:{symbol}")
+            task.add_done_callback(lambda task: self._worker_ended(worker, task))
+        return worker
+
+    def _worker_ended(self, worker: SymbolWorker, task: asyncio.Task[None]) -> None:
+        """A worker that died of an error it could not handle is replaced, never gone."""
+        if self._workers.get(worker.symbol) is not worker:
+            return
+        del self._workers[worker.symbol]
+        if task.cancelled() or task.exception() is None or self._stopping:
+            return
+        self.worker_deaths += 1
+        log.error("worker.replaced", symbol=worker.symbol, deaths=self.worker_deaths)
+        for order in worker.orders.values():
+            self.dropped(order)
+        worker.abandon()
+        self._tasks.spawn(self._revive(worker.symbol), name=f"revive:{worker.symbol}")
+
+    async def _revive(self, symbol: str) -> None:
+        for order in await self._store.open_orders(symbol):
+            self._route(order)
+
+    # -- WorkerHooks: what workers tell the service ------------------------------------------
+
+    def holding(self, order: Order) -> None:
+        if order.order_id not in self._open:
+            self._open[order.order_id] = order.symbol
+            self._open_by_owner[order.owner] += 1
+
+    def final(self, order: Order) -> None:
+        self.dropped(order)
+        self.status_counts[order.status.value] += 1
+
+    def dropped(self, order: Order) -> None:
         if self._open.pop(order.order_id, None) is not None:
             self._open_by_owner[order.owner] -= 1
-        self.status_counts[order.status.value] += 1
+            if not self._open_by_owner[order.owner]:
+                del self._open_by_owner[order.owner]
+
+    def idle(self, worker: SymbolWorker) -> bool:
+        if self._stopping or self._workers.get(worker.symbol) is not worker:
+            return False
+        del self._workers[worker.symbol]
+        return True
 
     async def get(self, owner: str, order_id: str) -> Order:
         order = await self._store.get(order_id)
@@ -219,31 +262,39 @@ class OrderService:
             raise OrderNotFound(order_id)
         return order
 
-    async def list(self, owner: str, query: ListQuery) -> OrderPage:
-        return await self._store.list(
+    async def list_orders(self, owner: str, query: ListQuery) -> OrderPage:
+        return await self._store.list_orders(
             owner,
             status=query.status,
             symbol=query.symbol.upper() if query.symbol else None,
             limit=query.limit,
-            cursor=query.cursor,
+            cursor=None if query.cursor is None else int(query.cursor),
         )
 
     async def cancel(self, owner: str, order_id: str) -> Order:
+        """Cancel an open order: 200 with it cancelled, or OrderAlreadyFinal, whichever
+        committed first (a fill or an expiry racing the cancel wins only if it did)."""
         order = await self.get(owner, order_id)
-        symbol = self._open.get(order_id)
-        if symbol is None or self._stopping:
-            if order.status.is_final:
-                raise OrderAlreadyFinal(order)
+        if order.status.is_final:
+            raise OrderAlreadyFinal(order)
+        if self._stopping or not self.ready:
             raise NotReady()
-        reply: asyncio.Future[Order | None] = asyncio.get_running_loop().create_future()
-        self._workers[symbol].submit(Cancel(order_id, reply))
-        cancelled = await reply
+        worker = self._workers.get(order.symbol)
+        cancelled = None
+        if worker is not None:
+            # The worker answers after committing everything before the cancel, so the
+            # store read below sees how the order ended if the cancel came too late.
+            reply: asyncio.Future[Order | None] = asyncio.get_running_loop().create_future()
+            worker.submit(Cancel(order_id, reply))
+            cancelled = await reply
         final = await self._store.get(order_id)
         if final is None:
             raise OrderNotFound(order_id)
-        if cancelled is None:
+        if cancelled is not None:
+            return final
+        if final.status.is_final:
             raise OrderAlreadyFinal(final)
-        return final
+        raise NotReady()  # stored open, yet no worker holds it: only while starting
 
     @property
     def open_count(self) -> int:
@@ -262,4 +313,7 @@ class OrderService:
             "ready": self.ready,
             "open_orders": len(self._open),
             "symbols": sorted(s for s, w in self._workers.items() if w.orders),
+            "workers": len(self._workers),
+            "worker_rebuilds": sum(w.rebuilds for w in self._workers.values()),
+            "worker_deaths": self.worker_deaths,
         }

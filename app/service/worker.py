@@ -19,24 +19,43 @@ import structlog
 
 from app.bus import EventBus, OrderEvent, order_event
 from app.clock import now_us
-from app.domain import BookUpdate, Execution, OrderStatus
+from app.domain import BookUpdate, Execution, MarketState, OrderStatus
 from app.engine.matching import RestingOrder, SymbolMatcher
 from app.order import Order
 from app.schemas import fill_json
 from app.service.expiry import ExpiryTimer
-from app.store.base import OrderChange, OrderStore
+from app.store.base import OrderChange, OrderStore, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
 MAX_BATCH = 2048
 RETRY_INITIAL_S = 0.05
 RETRY_MAX_S = 2.0
+# Only these can succeed on a retry; anything else means our view is wrong (a bug, or a
+# value the engine cannot take) and the worker rebuilds itself from the store instead.
+_TRANSIENT = (StoreUnavailable, OSError)
 
 
 class FeedControl(Protocol):
     def acquire(self, symbol: str) -> None: ...
 
     def release(self, symbol: str) -> None: ...
+
+
+class WorkerHooks(Protocol):
+    """What the service keeps track of as orders come and go in a worker."""
+
+    def holding(self, order: Order) -> None:
+        """The worker holds this open order (idempotent)."""
+
+    def final(self, order: Order) -> None:
+        """The order ended (filled, cancelled, expired); its change is about to commit."""
+
+    def dropped(self, order: Order) -> None:
+        """The worker let go of an order without ending it (it rebuilds from the store)."""
+
+    def idle(self, worker: SymbolWorker) -> bool:
+        """The worker has had nothing to do for a while: may it stop? (Forget it if so.)"""
 
 
 @dataclass(slots=True)
@@ -94,7 +113,8 @@ class SymbolWorker:
         bus: EventBus,
         feed: FeedControl,
         *,
-        on_final: Callable[[Order], None] | None = None,
+        hooks: WorkerHooks | None = None,
+        idle_after_s: float | None = None,
     ) -> None:
         self.symbol = symbol
         self.matcher = SymbolMatcher(symbol)
@@ -102,34 +122,72 @@ class SymbolWorker:
         self._store = store
         self._bus = bus
         self._feed = feed
-        self._on_final = on_final
+        self._hooks = hooks
+        self._idle_after_s = idle_after_s
         # A deque and an event: cheaper per command than asyncio.Queue on the quote path.
         self._commands: deque[Command] = deque()
         self._wakeup = asyncio.Event()
         self._expiries = ExpiryTimer(lambda order_id: self.submit(Expire(order_id)))
         self._subscribed = False
+        self._persisted_ledger: tuple[object, object] = ((), ())
         self._log = log.bind(symbol=symbol)
         self.updates_applied = 0
         self.updates_skipped = 0
         self.fills = 0
+        self.rebuilds = 0
 
     def submit(self, command: Command) -> None:
         self._commands.append(command)
         if not self._wakeup.is_set():
             self._wakeup.set()
 
+    def abandon(self) -> None:
+        """This worker died: answer the cancels still waiting on it ("not held here")."""
+        for command in self._commands:
+            if isinstance(command, Cancel) and not command.reply.done():
+                command.reply.set_result(None)
+        self._commands.clear()
+
     async def run(self) -> None:
         commands = self._commands
         try:
+            await self._restore_market_state()
             while True:
                 if not commands:
                     self._wakeup.clear()
-                    await self._wakeup.wait()
+                    if not await self._wait_or_idle():
+                        return
+                    continue
                 batch = [commands.popleft() for _ in range(min(len(commands), MAX_BATCH))]
-                if await self._process(batch):
+                try:
+                    stop = await self._process(batch)
+                except Exception:
+                    stop = await self._rebuild_after_failure(batch)
+                if stop:
+                    await self._persist_market_state()
                     return
         finally:
             self._expiries.close()
+            if self._subscribed:
+                self._subscribed = False
+                self._feed.release(self.symbol)
+
+    async def _wait_or_idle(self) -> bool:
+        """Wait for a command; False once idle long enough to stop (nothing is lost)."""
+        if self.orders or self._idle_after_s is None:
+            await self._wakeup.wait()
+            return True
+        try:
+            async with asyncio.timeout(self._idle_after_s):
+                await self._wakeup.wait()
+            return True
+        except TimeoutError:
+            pass
+        await self._persist_market_state()
+        if self._commands or self.orders:
+            return True
+        # Decided with no await in between: nothing can be routed here once it says yes.
+        return self._hooks is None or not self._hooks.idle(self)
 
     async def _process(self, commands: list[Command]) -> bool:
         batch = _Batch()
@@ -175,6 +233,8 @@ class SymbolWorker:
         if order.order_id in self.orders:
             return
         self.orders[order.order_id] = order
+        if self._hooks is not None:
+            self._hooks.holding(order)
         if not self._subscribed:
             self._subscribed = True
             self._feed.acquire(self.symbol)
@@ -218,24 +278,94 @@ class SymbolWorker:
     def _release(self, order: Order) -> None:
         del self.orders[order.order_id]
         self._expiries.discard(order.order_id)
-        if self._on_final is not None:
-            self._on_final(order)
+        if self._hooks is not None:
+            self._hooks.final(order)
 
     def _expiry_reason(self) -> str:
         if self.matcher.last_update_id is None:
             return f"expired: no market data was received for {self.symbol}"
         return "expired: not filled before expires_at"
 
+    # -- persistence ----------------------------------------------------------------------
+
+    def _market_state_to_persist(self) -> MarketState | None:
+        """The symbol's state, if its ledger is or was non-empty (else nothing to keep)."""
+        state = self.matcher.market_state()
+        if not state.asks and not state.bids and self._persisted_ledger == ((), ()):
+            return None
+        return state
+
     async def _commit(self, changes: list[OrderChange], *, stopping: bool) -> bool:
-        """Commit, retrying until the store takes it: an uncommitted fill is never pushed."""
+        """Commit, retrying while the store is unavailable: an uncommitted fill is never
+        pushed. Anything that cannot succeed on a retry is raised."""
+        market = self._market_state_to_persist()
         delay = RETRY_INITIAL_S
         while True:
             try:
-                await self._store.apply(changes)
-                return True
-            except Exception as exc:
+                await self._store.apply(changes, market)
+                break
+            except _TRANSIENT as exc:
                 self._log.error("order.commit_failed", error=repr(exc), changes=len(changes))
                 if stopping:
                     return False
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+        if market is not None:
+            self._persisted_ledger = (market.asks, market.bids)
+        return True
+
+    async def _persist_market_state(self) -> None:
+        market = self._market_state_to_persist()
+        if market is None or (market.asks, market.bids) == self._persisted_ledger:
+            return
+        try:
+            await self._store.apply([], market)
+        except _TRANSIENT as exc:
+            self._log.warning("market_state.not_saved", error=repr(exc))
+            return
+        self._persisted_ledger = (market.asks, market.bids)
+
+    async def _restore_market_state(self) -> None:
+        delay = RETRY_INITIAL_S
+        while True:
+            try:
+                state = await self._store.market_state(self.symbol)
+                break
+            except _TRANSIENT as exc:
+                self._log.error("market_state.load_failed", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+        if state is not None:
+            self.matcher.restore(state)
+            self._persisted_ledger = (state.asks, state.bids)
+
+    async def _rebuild_after_failure(self, failed: list[Command]) -> bool:
+        """A batch failed in a way no retry can mend: start again from what is stored.
+
+        Nothing of the failed batch was committed or published. Quotes in it are dropped;
+        its cancels, expiries and stops are handled again at once in a batch of their own
+        (so a quote the engine cannot take never holds up a cancel or an expiry, rule 7).
+        """
+        self.rebuilds += 1
+        self._log.exception("worker.batch_failed", commands=len(failed), rebuilds=self.rebuilds)
+        old = list(self.orders.values())
+        self.orders = {}
+        self.matcher = SymbolMatcher(self.symbol)
+        self._expiries.close()
+        self._expiries = ExpiryTimer(lambda order_id: self.submit(Expire(order_id)))
+        self._persisted_ledger = ((), ())
+        if self._hooks is not None:
+            for order in old:
+                self._hooks.dropped(order)
+        await self._restore_market_state()
+        stored = await self._store.open_orders(self.symbol)
+        control: list[Command] = [Add(order) for order in stored]
+        control += [c for c in failed if isinstance(c, Cancel | Expire | Stop)]
+        try:
+            return await self._process(control)
+        except Exception:
+            self._log.exception("worker.rebuild_failed")
+            for command in control:
+                if isinstance(command, Cancel) and not command.reply.done():
+                    command.reply.set_result(None)
+            return any(isinstance(command, Stop) for command in control)

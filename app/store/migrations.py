@@ -43,6 +43,23 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (order_id, seq)
     ) WITHOUT ROWID;
     """,
+    # 2: what matching remembers per symbol (rules 1 and 3), written with the fills so that
+    # liquidity taken before a restart is not taken again after it.
+    """
+    CREATE TABLE market_state (
+        symbol         TEXT    PRIMARY KEY,
+        last_update_id INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE ledger (
+        symbol    TEXT NOT NULL,
+        book_side TEXT NOT NULL CHECK (book_side IN ('asks', 'bids')),
+        price     TEXT NOT NULL,
+        taken     TEXT NOT NULL,
+        PRIMARY KEY (symbol, book_side, price)
+    ) WITHOUT ROWID;
+    CREATE INDEX orders_open_by_symbol ON orders (symbol, seq)
+        WHERE status IN ('open', 'partially_filled');
+    """,
 )
 
 

@@ -24,9 +24,16 @@ import aiosqlite
 import structlog
 
 from app.decimals import fmt
-from app.domain import OrderStatus, Side
+from app.domain import Level, MarketState, OrderStatus, Side
 from app.order import Fill, Order
-from app.store.base import DuplicateClientOrderId, OrderChange, OrderPage, StoreError
+from app.store.base import (
+    DuplicateClientOrderId,
+    OrderChange,
+    OrderPage,
+    StoreConflict,
+    StoreError,
+    StoreUnavailable,
+)
 from app.store.migrations import migrate
 
 log = structlog.get_logger(__name__)
@@ -37,6 +44,14 @@ _ORDER_COLUMNS = (
 )
 _INSERT_ORDER = f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 _OPEN = (OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value)
+# An order and its fills in one statement: one statement reads one committed state, so a
+# commit landing between "the order" and "its fills" cannot tear them apart.
+_ORDER_WITH_FILLS = (
+    f"SELECT {', '.join('o.' + c.strip() for c in _ORDER_COLUMNS.split(','))}, "
+    "f.seq, f.update_id, f.price, f.qty, f.ts_us "
+    "FROM orders o LEFT JOIN fills f ON f.order_id = o.order_id WHERE {where} ORDER BY f.seq"
+)
+_MAX_CURSOR = 2**63 - 1
 
 WriteFn = Callable[[sqlite3.Connection], None]  # runs on the writer thread
 
@@ -70,7 +85,40 @@ def _order_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Order:
     )  # fmt: skip
 
 
-_WRITE_REFUSED = (sqlite3.IntegrityError, StoreError, DuplicateClientOrderId)
+def _order_with_fills(rows: Sequence[sqlite3.Row | tuple[Any, ...]]) -> Order | None:
+    if not rows:
+        return None
+    order = _order_from_row(rows[0])
+    order.fills = [
+        Fill(row[16], row[17], Decimal(row[18]), Decimal(row[19]), row[20])
+        for row in rows
+        if row[16] is not None
+    ]
+    return order
+
+
+def _ledger_rows(state: MarketState) -> list[tuple[str, str, str, str]]:
+    return [
+        (state.symbol, book_side, fmt(price), fmt(taken))
+        for book_side, levels in (("asks", state.asks), ("bids", state.bids))
+        for price, taken in levels
+    ]
+
+
+def _write_market_state(db: sqlite3.Connection, state: MarketState) -> None:
+    db.execute("DELETE FROM ledger WHERE symbol = ?", (state.symbol,))
+    db.executemany(
+        "INSERT INTO ledger (symbol, book_side, price, taken) VALUES (?, ?, ?, ?)",
+        _ledger_rows(state),
+    )
+    db.execute(
+        "INSERT INTO market_state (symbol, last_update_id) VALUES (?, ?) "
+        "ON CONFLICT (symbol) DO UPDATE SET last_update_id = excluded.last_update_id",
+        (state.symbol, state.last_update_id),
+    )
+
+
+_WRITE_REFUSED = (sqlite3.IntegrityError, StoreConflict, DuplicateClientOrderId)
 
 
 def _commit_batch(db: sqlite3.Connection, runs: list[WriteFn]) -> list[BaseException | None]:
@@ -95,7 +143,7 @@ def _commit_batch(db: sqlite3.Connection, runs: list[WriteFn]) -> list[BaseExcep
     except Exception as exc:  # the whole transaction is gone: fail every write in it
         if db.in_transaction:
             db.execute("ROLLBACK")
-        failure = StoreError(f"database write failed: {exc}")
+        failure = StoreUnavailable(f"database write failed: {exc}")
         return [failure] * len(runs)
     return outcomes
 
@@ -193,7 +241,7 @@ class SqliteStore:
                 continue
             runs = [write.run for write in batch]
             outcomes = await loop.run_in_executor(self._executor, _commit_batch, self._writer, runs)
-            if any(isinstance(o, StoreError) for o in outcomes) and all(outcomes):
+            if any(isinstance(o, StoreUnavailable) for o in outcomes) and all(outcomes):
                 log.error("store.commit_failed", error=str(outcomes[0]), writes=len(batch))
             else:
                 self.commits += 1
@@ -218,7 +266,9 @@ class SqliteStore:
 
         await self._submit(run)
 
-    async def apply(self, changes: Sequence[OrderChange]) -> None:
+    async def apply(
+        self, changes: Sequence[OrderChange], market: MarketState | None = None
+    ) -> None:
         fills = [
             (change.order.order_id, fill.seq, fill.update_id, fmt(fill.price), fmt(fill.qty),
              fill.ts_us)
@@ -241,7 +291,7 @@ class SqliteStore:
                         fills,
                     )
                 except sqlite3.IntegrityError as exc:
-                    raise StoreError(
+                    raise StoreConflict(
                         f"a fill is already stored or its order is unknown: {exc}"
                     ) from exc
             cursor = db.executemany(
@@ -252,50 +302,45 @@ class SqliteStore:
             )
             if cursor.rowcount != len(updates):
                 # A final order never changes again; refuse the whole batch instead.
-                raise StoreError("an order in this change is unknown or already final")
+                raise StoreConflict("an order in this change is unknown or already final")
+            if market is not None:
+                _write_market_state(db, market)
 
         await self._submit(run)
 
     # -- reads --------------------------------------------------------------------------
 
-    async def _fills(self, order_id: str) -> list[Fill]:
-        async with self._reader.execute(
-            "SELECT seq, update_id, price, qty, ts_us FROM fills WHERE order_id = ? ORDER BY seq",
-            (order_id,),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [Fill(r[0], r[1], Decimal(r[2]), Decimal(r[3]), r[4]) for r in rows]
-
     async def _one(self, where: str, params: tuple[Any, ...], with_fills: bool) -> Order | None:
-        async with self._reader.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {where}", params
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        order = _order_from_row(row)
-        if with_fills and order.fill_count:
-            order.fills = await self._fills(order.order_id)
-        return order
+        if not with_fills:
+            async with self._reader.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {where}", params
+            ) as cursor:
+                row = await cursor.fetchone()
+            return None if row is None else _order_from_row(row)
+        query = _ORDER_WITH_FILLS.format(where=where)
+        async with self._reader.execute(query, params) as cursor:
+            rows = await cursor.fetchall()
+        return _order_with_fills(list(rows))
 
     async def get(self, order_id: str, *, with_fills: bool = True) -> Order | None:
-        return await self._one("order_id = ?", (order_id,), with_fills)
+        return await self._one("o.order_id = ?", (order_id,), with_fills)
 
     async def get_by_client_order_id(self, owner: str, client_order_id: str) -> Order | None:
         return await self._one(
-            "owner = ? AND client_order_id = ?", (owner, client_order_id), with_fills=True
+            "o.owner = ? AND o.client_order_id = ?", (owner, client_order_id), with_fills=True
         )
 
-    async def list(
+    async def list_orders(
         self,
         owner: str,
         *,
         status: OrderStatus | None,
         symbol: str | None,
         limit: int,
-        cursor: str | None,
+        cursor: int | None,
     ) -> OrderPage:
-        clauses, params = ["owner = ?"], [owner]
+        clauses: list[str] = ["owner = ?"]
+        params: list[str | int] = [owner]
         if status is not None:
             clauses.append("status = ?")
             params.append(status.value)
@@ -304,7 +349,7 @@ class SqliteStore:
             params.append(symbol)
         if cursor is not None:
             clauses.append("seq < ?")
-            params.append(int(cursor))
+            params.append(min(cursor, _MAX_CURSOR))
         query = (
             f"SELECT seq, {_ORDER_COLUMNS} FROM orders WHERE {' AND '.join(clauses)} "
             "ORDER BY seq DESC LIMIT ?"
@@ -314,12 +359,30 @@ class SqliteStore:
         next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
         return OrderPage([_order_from_row(row[1:]) for row in rows[:limit]], next_cursor)
 
-    async def open_orders(self) -> list[Order]:
+    async def open_orders(self, symbol: str | None = None) -> list[Order]:
+        where, params = "status IN (?, ?)", list(_OPEN)
+        if symbol is not None:
+            where, params = f"symbol = ? AND {where}", [symbol, *_OPEN]
         async with self._reader.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status IN (?, ?) ORDER BY seq", _OPEN
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {where} ORDER BY seq", params
         ) as cursor:
             rows = await cursor.fetchall()
         return [_order_from_row(row) for row in rows]
+
+    async def market_state(self, symbol: str) -> MarketState | None:
+        async with self._reader.execute(
+            "SELECT m.last_update_id, l.book_side, l.price, l.taken FROM market_state m "
+            "LEFT JOIN ledger l ON l.symbol = m.symbol WHERE m.symbol = ?",
+            (symbol,),
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        if not rows:
+            return None
+        sides: dict[str, list[Level]] = {"asks": [], "bids": []}
+        for _, book_side, price, taken in rows:
+            if book_side is not None:
+                sides[book_side].append((Decimal(price), Decimal(taken)))
+        return MarketState(symbol, rows[0][0], tuple(sides["asks"]), tuple(sides["bids"]))
 
     async def ping(self) -> None:
         async with self._reader.execute("SELECT 1") as cursor:
