@@ -13,8 +13,9 @@ from app.feed.binance import BinanceFeed
 from app.http import health, orders, ws
 from app.http.auth import Authenticator
 from app.http.errors import error_middleware
-from app.http.limits import RateLimiter
+from app.http.limits import MAX_BODY_BYTES, READ_TIMEOUT, READ_TIMEOUT_S, RateLimiter
 from app.http.openapi import setup_openapi
+from app.http.origin import origin_middleware
 from app.http.pages import setup_pages
 from app.keys import (
     AUTH,
@@ -37,8 +38,6 @@ from app.store.sqlite import SqliteStore
 from app.tasks import TaskSupervisor
 
 log = structlog.get_logger(__name__)
-
-MAX_BODY_BYTES = 64 * 1024
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -88,6 +87,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         tasks,
         default_timeout_s=settings.order_timeout_seconds,
         max_open_orders=settings.max_open_orders,
+        idle_worker_s=settings.unsubscribe_delay_s,
     )
     hub = app[PUSH_HUB] = PushHub(bus, acquire_book=market.acquire, release_book=market.release)
     tasks.spawn(hub.run(), name="push-hub", endless=True)
@@ -99,9 +99,21 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     await feed.stop()
 
 
-def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+def create_app(settings: Settings, *, read_timeout_s: float = READ_TIMEOUT_S) -> web.Application:
+    """The service; `read_timeout_s` bounds how long a client may take to send a request.
+
+    Headers: aiohttp closes a connection that has not sent a whole request line and headers
+    within its keep-alive timeout (counted from the connection or from the previous answer),
+    so that timeout is `read_timeout_s`. Body: `read_body` answers 408 past it. Whatever
+    is left of an unread body is drained for at most `read_timeout_s` too.
+    """
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[error_middleware, origin_middleware],
+        handler_args={"keepalive_timeout": read_timeout_s, "lingering_time": read_timeout_s},
+    )
     app[SETTINGS] = settings
+    app[READ_TIMEOUT] = read_timeout_s
     app[AUTH] = Authenticator(settings.api_tokens)
     app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s)
     app.add_routes(health.routes)

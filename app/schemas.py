@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
+from app import rules
 from app.clock import rfc3339
 from app.decimals import avg_price, fmt
 from app.domain import OrderStatus, Side
 from app.order import Fill, Order
 
-_DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-_SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
 _UPPER_BOUND = Decimal("1e20")
 MAX_FRACTION_DIGITS = 18
 
@@ -28,13 +26,9 @@ def _strict_decimal(value: object) -> Decimal:
     elif isinstance(value, int):
         number = Decimal(value)
     elif isinstance(value, str):
-        text = value.strip()
-        if not _DECIMAL_TEXT.fullmatch(text):
-            raise ValueError('must be a decimal number such as "0.0025"')
-        try:
-            number = Decimal(text)
-        except InvalidOperation as exc:
-            raise ValueError("must be a decimal number") from exc
+        if not rules.is_decimal_text(value):
+            raise ValueError(rules.DECIMAL_MESSAGE)
+        number = Decimal(value)  # ASCII digits and one point: always a finite Decimal
     else:
         raise ValueError("must be a decimal number or string")
     if not number.is_finite():
@@ -55,13 +49,32 @@ PositiveDecimal = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": r"^[0-9]{1,20}(\.[0-9]{1,18})?$"},
+                {"type": "string", "pattern": rules.DECIMAL_PATTERN},
                 {"type": "number", "exclusiveMinimum": 0, "maximum": 1e19},
             ],
             "description": "> 0, < 10^20, at most 18 digits after the point",
         }
     ),
 ]
+
+
+Symbol = Annotated[
+    str,
+    BeforeValidator(rules.symbol),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": rules.SYMBOL_PATTERN,
+            "description": "2-20 ASCII letters or digits, any case; stored upper case",
+        }
+    ),
+]
+
+
+def _cursor(value: object) -> object:
+    if isinstance(value, str) and not rules.is_cursor(value):
+        raise ValueError("not a cursor this service returned")
+    return value
 
 
 def _timeout(value: object) -> object:
@@ -79,9 +92,7 @@ class LimitOrderRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    symbol: str = Field(
-        min_length=2, max_length=20, json_schema_extra={"pattern": "^[A-Za-z0-9]{2,20}$"}
-    )
+    symbol: Symbol
     order_size: PositiveDecimal
     price: PositiveDecimal
     side: Side = Side.SELL
@@ -89,14 +100,6 @@ class LimitOrderRequest(BaseModel):
         None, gt=0, le=86400, allow_inf_nan=False
     )
     client_order_id: str | None = Field(None, min_length=1, max_length=64)
-
-    @field_validator("symbol")
-    @classmethod
-    def _symbol(cls, value: str) -> str:
-        symbol = value.upper()
-        if not _SYMBOL.fullmatch(symbol):
-            raise ValueError("must be 2-20 letters or digits, e.g. LTCBTC")
-        return symbol
 
     @field_validator("side", mode="before")
     @classmethod
@@ -198,6 +201,10 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: OrderStatus | None = None
-    symbol: str | None = Field(None, pattern=r"^[A-Za-z0-9]{2,20}$")
+    symbol: Symbol | None = None
     limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = Field(None, max_length=64)
+    cursor: Annotated[
+        str | None,
+        BeforeValidator(_cursor),
+        WithJsonSchema({"type": "string", "pattern": rules.CURSOR_PATTERN}),
+    ] = None

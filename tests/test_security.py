@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 import pytest
@@ -99,6 +100,64 @@ async def test_websocket_origin_check(start_app, origin: str | None, allowed: bo
         assert refused.value.status == 403
 
 
+def _origin_headers(client: TestClient, origin: str | None) -> dict[str, str]:  # type: ignore[type-arg]
+    if origin == "SAME":
+        return {"Origin": f"http://{client.host}:{client.port}"}
+    return {} if origin is None else {"Origin": origin}
+
+
+ORIGINS = [
+    (None, True),  # not a browser: curl, scripts
+    ("SAME", True),
+    ("http://trusted.example", True),  # listed in ALLOWED_ORIGINS
+    ("http://evil.example", False),
+    ("http://127.0.0.1:1", False),  # same host, another port
+    ("null", False),  # a sandboxed page or a file:// page
+]
+
+
+@pytest.mark.parametrize(("origin", "allowed"), ORIGINS)
+async def test_a_foreign_origin_cannot_place_an_order(  # type: ignore[no-untyped-def]
+    start_app, origin: str | None, allowed: bool
+) -> None:
+    client = await start_app(allowed_origins="http://trusted.example")
+    # What any web page can make a browser send: a "simple" cross-site form post.
+    headers = {**_origin_headers(client, origin), "Content-Type": "text/plain"}
+    response = await client.post("/order/limit", data=json.dumps(ORDER), headers=headers)
+    stored = (await (await client.get("/orders")).json())["orders"]
+    if allowed:
+        assert response.status == 202, await response.text()
+        assert len(stored) == 1
+    else:
+        assert response.status == 403
+        assert (await response.json())["error"]["code"] == "forbidden"
+        assert stored == []
+
+
+@pytest.mark.parametrize(("origin", "allowed"), ORIGINS)
+async def test_a_foreign_origin_is_refused_on_every_order_endpoint(  # type: ignore[no-untyped-def]
+    start_app, origin: str | None, allowed: bool
+) -> None:
+    client = await start_app(allowed_origins="http://trusted.example")
+    order_id = await _place(client, {})
+    headers = _origin_headers(client, origin)
+    requests = [
+        ("GET", "/orders", 200),
+        ("GET", f"/orders/{order_id}", 200),
+        ("GET", "/orders/unknown", 404),
+        ("PUT", "/order/limit", 405),
+        ("DELETE", f"/orders/{order_id}", 200),
+    ]
+    for method, path, status in requests:
+        response = await client.request(method, path, headers=headers)
+        assert response.status == (status if allowed else 403), (method, path)
+        if not allowed:
+            assert (await response.json())["error"]["code"] == "forbidden"
+    final = await (await client.get(f"/orders/{order_id}")).json()
+    assert final["status"] == ("cancelled" if allowed else "open")
+    assert (await client.get("/healthz", headers=headers)).status == 200  # not an order path
+
+
 async def test_rate_limit_counts_every_order_request(start_app) -> None:  # type: ignore[no-untyped-def]
     client = await start_app(rate_limit_per_s=3)
     statuses = [
@@ -135,8 +194,11 @@ async def test_open_order_cap(start_app, emulator: BinanceEmulator) -> None:  # 
     first = await _place(client, {})
     await _place(client, {})
     capped = await client.post("/order/limit", json=ORDER)
-    assert capped.status == 429 and capped.headers["Retry-After"] == "1"
-    assert "open orders" in (await capped.json())["error"]["message"]
+    assert capped.status == 429
+    assert "Retry-After" not in capped.headers  # retrying in a second would not help
+    error = (await capped.json())["error"]
+    assert error["code"] == "too_many_open_orders"
+    assert "open orders" in error["message"] and "at most 2" in error["message"]
     assert (await client.delete(f"/orders/{first}")).status == 200
     await _place(client, {})  # room again once one ended
 

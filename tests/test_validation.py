@@ -46,6 +46,20 @@ async def _stored_count(client: TestClient) -> int:  # type: ignore[type-arg]
         ({"client_order_id": ""}, "client_order_id"),
         ({"client_order_id": "x" * 65}, "client_order_id"),
         ({"unknown_field": 1}, "unknown_field"),
+        # ASCII only: Unicode digits, superscripts and case mappings are refused.
+        ({"order_size": "\u0663"}, "order_size"),  # ARABIC-INDIC DIGIT THREE
+        ({"price": "\uff11"}, "price"),  # FULLWIDTH DIGIT ONE
+        ({"price": "1.\u0665"}, "price"),
+        ({"order_size": "\u00b2"}, "order_size"),  # SUPERSCRIPT TWO
+        ({"symbol": "\u00df\u00df"}, "symbol"),  # "ßß" upper-cases to "SSSS"
+        ({"symbol": "\uff22\uff34\uff23"}, "symbol"),  # FULLWIDTH "BTC"
+        ({"symbol": "btc\u0131"}, "symbol"),  # dotless i upper-cases to "I"
+        # One documented syntax for decimal strings: no sign, exponent or bare point.
+        ({"order_size": "+5"}, "order_size"),
+        ({"price": "1e3"}, "price"),
+        ({"price": ".5"}, "price"),
+        ({"price": "5."}, "price"),
+        ({"price": " 5"}, "price"),
     ],
 )
 async def test_invalid_field_is_422_naming_it(
@@ -127,13 +141,52 @@ async def test_json_numbers_are_exact_whichever_parser_reads_them(
 async def test_body_over_64_kib_is_413(client: TestClient) -> None:  # type: ignore[type-arg]
     response = await client.post("/order/limit", data=b"{" + b" " * (65 * 1024) + b"}")
     assert response.status == 413
-    assert (await response.json())["error"]["code"] == "payload_too_large"
+    error = (await response.json())["error"]
+    assert error["code"] == "payload_too_large"
+    assert error["message"] == "request body is too large: at most 65536 bytes"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 30000,
+        b'{"a":' * 10000,
+        b'{"symbol": ' + b"[" * 2000 + b"]" * 2000 + b"}",  # deep, but complete and valid
+        b'{"symbol": "LTCBTC", "price": ' + b"[" * 5000,
+    ],
+)
+async def test_deeply_nested_json_is_400_not_500(client: TestClient, raw: bytes) -> None:  # type: ignore[type-arg]
+    assert len(raw) < 64 * 1024
+    response = await client.post("/order/limit", data=raw)
+    assert response.status == 400, await response.text()
+    error = (await response.json())["error"]
+    assert error["code"] == "malformed_json"
+    assert "nested too deeply" in error["message"]
+    assert await _stored_count(client) == 0
+
+
+async def test_a_changed_repeat_names_each_differing_field(client: TestClient) -> None:  # type: ignore[type-arg]
+    first = {**VALID, "client_order_id": "k-1"}
+    assert (await client.post("/order/limit", json=first)).status == 202
+    changed = {**first, "price": "0.6", "side": "buy"}
+    response = await client.post("/order/limit", json=changed)
+    assert response.status == 409
+    error = (await response.json())["error"]
+    assert error["code"] == "idempotency_conflict"
+    assert "price" in error["message"] and "side" in error["message"]
+    assert sorted(d["field"] for d in error["details"]) == ["price", "side"]
+    assert all(d["message"] for d in error["details"])
 
 
 @pytest.mark.parametrize(
     ("query", "field"),
     [({"limit": "0"}, "limit"), ({"limit": "501"}, "limit"), ({"status": "done"}, "status"),
-     ({"cursor": "zz"}, "cursor"), ({"symbol": "a-b"}, "symbol")],
+     ({"cursor": "zz"}, "cursor"), ({"symbol": "a-b"}, "symbol"),
+     ({"cursor": "99999999999999999999999"}, "cursor"),  # past SQLite's 64-bit integers
+     ({"cursor": "9223372036854775808"}, "cursor"),  # 2^63
+     ({"cursor": "\u00b2"}, "cursor"),  # "²".isdigit() is True
+     ({"cursor": "\u0663"}, "cursor"), ({"cursor": "-1"}, "cursor"), ({"cursor": ""}, "cursor"),
+     ({"symbol": "\u00df\u00df"}, "symbol")],
 )  # fmt: skip
 async def test_bad_list_query_is_422(
     client: TestClient,
@@ -141,8 +194,14 @@ async def test_bad_list_query_is_422(
     field: str,  # type: ignore[type-arg]
 ) -> None:
     response = await client.get("/orders", params=query)
-    assert response.status == 422
+    assert response.status == 422, await response.text()
     assert field in [d["field"] for d in (await response.json())["error"]["details"]]
+
+
+async def test_the_largest_cursor_is_accepted(client: TestClient) -> None:  # type: ignore[type-arg]
+    response = await client.get("/orders", params={"cursor": str(2**63 - 1)})
+    assert response.status == 200
+    assert await response.json() == {"orders": [], "next_cursor": None}
 
 
 async def test_unknown_order_and_route_are_404_json(client: TestClient) -> None:  # type: ignore[type-arg]

@@ -108,6 +108,11 @@ async def test_orders_channel_sees_every_order(
         ('{"op": "subscribe", "channel": "book", "symbol": "BTC/USDT"}', "symbol"),
         ('{"op": "subscribe", "order_id": 42}', "order_id"),
         ('{"op": "subscribe", "order_id": "no-such-order"}', "not found"),
+        ("[" * 15000, "nested too deeply"),  # under the 16 KiB message limit
+        ('{"a":' * 3000, "nested too deeply"),
+        # ASCII only: "ßß" would upper-case to "SSSS", a fullwidth "BTC" is not A-Z
+        ('{"op": "subscribe", "channel": "book", "symbol": "\u00df\u00df"}', "symbol"),
+        ('{"op": "subscribe", "channel": "book", "symbol": "\uff22\uff34\uff23"}', "symbol"),
     ],
 )
 async def test_bad_client_messages_get_an_error_and_the_socket_stays_open(

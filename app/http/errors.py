@@ -21,6 +21,7 @@ _CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -51,6 +52,7 @@ class ApiError(Exception):
         code: str | None = None,
         details: Iterable[ErrorDetail] = (),
         headers: dict[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -58,12 +60,18 @@ class ApiError(Exception):
         self.message = message
         self.details = list(details)
         self.headers = headers or {}
+        self.close = close  # answer with `Connection: close` and close the connection
 
     def response(self) -> web.Response:
         body = ErrorResponse(
             error=ErrorBody(code=self.code, message=self.message, details=self.details)
         )
-        return json_response(body.model_dump(mode="json"), status=self.status, headers=self.headers)
+        response = json_response(
+            body.model_dump(mode="json"), status=self.status, headers=self.headers
+        )
+        if self.close:
+            response.force_close()
+        return response
 
 
 def validation_error(error: ValidationError, *, prefix: tuple[str, ...] = ()) -> ApiError:
@@ -87,7 +95,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         if exc.status == 413:
-            message = "request body is too large"
+            message = f"request body is too large: at most {request.client_max_size} bytes"
         else:
             message = exc.reason or _CODES.get(exc.status, "error")
         return ApiError(exc.status, message, headers=_passthrough(exc)).response()

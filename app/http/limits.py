@@ -1,4 +1,4 @@
-"""Per-owner request rate limit (RATE_LIMIT_PER_S): a token bucket per owner."""
+"""Limits on what one request or one owner may take: body size, read time, request rate."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import math
 import time
 from collections.abc import Callable
 
+from aiohttp import web
+
 from app.http.errors import ApiError
+
+MAX_BODY_BYTES = 64 * 1024
+# How long a client may take to send a request's headers (from connecting, or from the end
+# of its previous answer on a kept-alive connection) and, once they are in, its body.
+READ_TIMEOUT_S = 10.0
+READ_TIMEOUT = web.AppKey("read_timeout_s", float)
 
 
 class RateLimiter:

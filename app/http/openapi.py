@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
+from app import rules
 from app.schemas import ErrorResponse, LimitOrderRequest, OrderList, OrderView
 
 _REF = "#/components/schemas/{model}"
@@ -22,9 +23,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {
-        400: "Malformed JSON", 401: "Missing or invalid bearer token", 404: "Unknown order",
-        409: "Conflict", 413: "Body over 64 KiB", 422: "Invalid request, naming each field",
-        429: "Rate limit or open-order cap (see Retry-After)",
+        400: "Malformed JSON", 401: "Missing or invalid bearer token",
+        403: "A browser Origin that is neither this service's nor listed", 404: "Unknown order",
+        408: "The body was not received in time", 409: "Conflict", 413: "Body over 64 KiB",
+        422: "Invalid request, naming each field",
+        429: "Rate limit (see Retry-After), or the open-order cap (too_many_open_orders)",
         503: "Starting, stopping, or the database refused the write",
     }  # fmt: skip
     return {str(s): _json(_ref("ErrorResponse"), reasons[s]) for s in statuses}
@@ -39,7 +42,7 @@ def build_openapi() -> dict[str, Any]:
     order = _ref("OrderView")
     order_id = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
     location = {"Location": {"schema": {"type": "string"}, "description": "/orders/{order_id}"}}
-    security = [{"bearer": []}]
+    security: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Trade executor", "version": "1.0.0",
@@ -57,7 +60,7 @@ def build_openapi() -> dict[str, Any]:
                     "202": {**_json(order, "Accepted: the order, open"), "headers": location},
                     "200": {**_json(order, "The existing order for a repeated client_order_id"),
                             "headers": location},
-                    **_errors(400, 401, 409, 413, 422, 429, 503),
+                    **_errors(400, 401, 403, 408, 409, 413, 422, 429, 503),
                 },
             }},
             "/orders": {"get": {
@@ -65,22 +68,25 @@ def build_openapi() -> dict[str, Any]:
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"type": "string", "enum": [
                         "open", "partially_filled", "filled", "expired", "cancelled", "rejected"]}},
-                    {"name": "symbol", "in": "query", "schema": {"type": "string"}},
+                    {"name": "symbol", "in": "query",
+                     "schema": {"type": "string", "pattern": rules.SYMBOL_PATTERN}},
                     {"name": "limit", "in": "query",
                      "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "cursor", "in": "query",
+                     "schema": {"type": "string", "pattern": rules.CURSOR_PATTERN}},
                 ],
                 "responses": {"200": _json(_ref("OrderList"), "A page of orders"),
-                              **_errors(401, 422)},
+                              **_errors(401, 403, 422)},
             }},
             "/orders/{order_id}": {
                 "get": {"summary": "One order with its fills", "security": security,
                         "parameters": [order_id],
-                        "responses": {"200": _json(order, "The order"), **_errors(401, 404)}},
+                        "responses": {"200": _json(order, "The order"),
+                                      **_errors(401, 403, 404)}},
                 "delete": {"summary": "Cancel an order", "security": security,
                            "parameters": [order_id],
                            "responses": {"200": _json(order, "Cancelled, fills kept"),
-                                         **_errors(401, 404, 409, 429, 503)}},
+                                         **_errors(401, 403, 404, 409, 429, 503)}},
             },
             "/healthz": {"get": {"summary": "Liveness", "responses": {
                 "200": _json({"type": "object"}, "The process serves")}}},

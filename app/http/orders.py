@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from typing import Any
 
 import orjson
+import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from app.http.errors import ApiError, json_response, validation_error
+from app.http.limits import READ_TIMEOUT
 from app.keys import AUTH, RATE_LIMITER, SERVICE
-from app.schemas import LimitOrderRequest, ListQuery, order_json
+from app.schemas import ErrorDetail, LimitOrderRequest, ListQuery, order_json
 from app.service.orders import (
     IdempotencyConflict,
     NotReady,
@@ -22,6 +26,7 @@ from app.service.orders import (
 )
 from app.store.base import StoreError
 
+log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -35,16 +40,45 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 
     Numbers become Decimal, never float, so no precision is lost on the way in.
     """
-    raw = await request.read()
+    raw = await read_body(request)
     body = _fast_json_object(raw)
     if body is None:
         try:
             body = json.loads(raw, parse_float=Decimal, parse_constant=_decimal_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"malformed JSON body: {exc}", code="malformed_json") from exc
+        except RecursionError as exc:  # orjson stops at 1024 levels; the stdlib parser here
+            raise ApiError(
+                400, "malformed JSON body: nested too deeply", code="malformed_json"
+            ) from exc
     if not isinstance(body, dict):
         raise ApiError(422, "the body must be a JSON object")
     return body
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, if it arrives within the read timeout (408 if not).
+
+    A body already received with its headers (the usual case) is read without a timer.
+    A client that goes away mid-body is logged as one line, not a traceback.
+    """
+    if request.content.is_eof():
+        return await request.read()
+    timeout_s = request.app[READ_TIMEOUT]
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError as exc:
+        log.info("http.body_timeout", method=request.method, path=request.path,
+                 peer=request.remote, timeout_s=timeout_s)  # fmt: skip
+        message = f"request body not received within {timeout_s:g} s"
+        raise ApiError(408, message, close=True) from exc
+    except (ConnectionError, RequestPayloadError) as exc:
+        log.info("http.body_aborted", method=request.method, path=request.path,
+                 peer=request.remote, error=str(exc))  # fmt: skip
+        raise ApiError(
+            400, f"request body incomplete: {exc}", code="body_incomplete", close=True
+        ) from exc
 
 
 def _fast_json_object(raw: bytes) -> dict[str, Any] | None:
@@ -89,9 +123,16 @@ async def submit_order(request: web.Request) -> web.Response:
     try:
         order, created, view = await service.submit(owner, order_request)
     except IdempotencyConflict as exc:
-        raise ApiError(409, str(exc), code="idempotency_conflict") from exc
+        differs = f"differs from order {exc.existing.order_id}, placed with this client_order_id"
+        raise ApiError(
+            409,
+            str(exc),
+            code="idempotency_conflict",
+            details=[ErrorDetail(field=field, message=differs) for field in exc.fields],
+        ) from exc
     except TooManyOpenOrders as exc:
-        raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from exc
+        # No Retry-After: room comes back when an order ends, not after a second.
+        raise ApiError(429, str(exc), code="too_many_open_orders") from exc
     except NotReady as exc:
         raise _unavailable("the service is starting or stopping") from exc
     except StoreError as exc:
@@ -111,13 +152,7 @@ async def list_orders(request: web.Request) -> web.Response:
         query = ListQuery.model_validate(dict(request.query))
     except ValidationError as exc:
         raise validation_error(exc) from exc
-    if query.cursor is not None and not query.cursor.isdigit():
-        raise ApiError(
-            422,
-            "invalid request: cursor: not a cursor this service returned",
-            details=[{"field": "cursor", "message": "not a cursor this service returned"}],  # type: ignore[list-item]
-        )
-    page = await request.app[SERVICE].list(owner, query)
+    page = await request.app[SERVICE].list_orders(owner, query)
     return json_response({
         "orders": [order_json(order, with_fills=False) for order in page.orders],
         "next_cursor": page.next_cursor,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from app import rules
 from app.http.errors import ApiError
+from app.http.origin import origin_allowed
 from app.keys import AUTH, PUSH_HUB, SERVICE, SETTINGS
 from app.push.client import PushClient
 from app.push.hub import encode
@@ -22,18 +23,6 @@ routes = web.RouteTableDef()
 HEARTBEAT_S = 20.0
 MAX_CLIENT_MESSAGE = 16 * 1024
 MAX_QUEUE = 2048
-_SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
-
-
-def _origin_allowed(request: web.Request) -> bool:
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True  # not a browser
-    allowed = request.app[SETTINGS].allowed_origins
-    if origin.rstrip("/") in allowed:
-        return True
-    _, _, rest = origin.partition("://")
-    return bool(rest) and rest.rstrip("/") == request.host
 
 
 def _reject_constant(name: str) -> object:
@@ -69,6 +58,9 @@ class _Session:
         except ValueError:
             self.error("message is not valid JSON")
             return
+        except RecursionError:
+            self.error("message is nested too deeply")
+            return
         if not isinstance(message, dict):
             self.error("message must be a JSON object")
             return
@@ -100,10 +92,11 @@ class _Session:
                 self.client.send(encode({"type": "unsubscribed", "channel": "orders"}))
         elif channel == "book" and order_id is None:
             symbol = message.get("symbol")
-            if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol.upper()):
-                self.error('"symbol" must be 2-20 letters or digits, e.g. "BTCUSDT"')
+            try:
+                symbol = rules.symbol(symbol)
+            except ValueError as exc:
+                self.error(f'"symbol" {exc}')
                 return
-            symbol = symbol.upper()
             if op == "subscribe":
                 if symbol not in self.client.books and not self.room_for_one_more():
                     return
@@ -152,7 +145,7 @@ class _Session:
 @routes.get("/ws")
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     owner = request.app[AUTH].owner(request, allow_query=True)
-    if not _origin_allowed(request):
+    if not origin_allowed(request):
         raise ApiError(403, "this Origin may not open the websocket")
     settings = request.app[SETTINGS]
     hub = request.app[PUSH_HUB]
