@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
+from app.clock import rfc3339
 from app.domain import BookUpdate, StreamKind
 from app.emulator.server import BinanceEmulator
 from app.feed.binance import BinanceFeed
 from app.feed.parsing import MalformedFrame, Response, ServerShutdown, parse_frame
+from app.push.hub import book_message
 
 
 class Received:
@@ -19,8 +24,13 @@ class Received:
         self.updates: list[BookUpdate] = []
         self.lost: list[set[str]] = []
         self._event = asyncio.Event()
+        # Run on each update before it is recorded, as the service and the push hub do
+        # inside the feed's receive loop; an exception it raises escapes to the feed.
+        self.before: Callable[[BookUpdate], object] | None = None
 
     def on_update(self, update: BookUpdate) -> None:
+        if self.before is not None:
+            self.before(update)
         self.updates.append(update)
         self._event.set()
 
@@ -308,3 +318,214 @@ async def test_a_busy_connection_outlives_many_stall_periods_and_loses_nothing(
     assert [u.update_id for u in updates] == list(range(1, sent + 1))
     assert emulator.connections_opened == 1
     assert feed.state()["reconnects"] == 0
+
+
+# -- issue #9: a bad frame or a failing callback never silently ends a connection --------
+
+
+async def test_a_poison_quote_is_malformed_and_later_frames_still_arrive(
+    emulator: BinanceEmulator,
+    make_feed,  # type: ignore[no-untyped-def]
+) -> None:
+    feed, received = await make_feed()
+    received.before = book_message  # what the push hub does with every quote
+    feed.acquire("BTCUSDT")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "1" * 150, "1", "2", "1", update_id=1)
+    emulator.book_ticker("BTCUSDT", "1", "1", "1E+999999", "1", update_id=2)
+    emulator.book_ticker("BTCUSDT", "1", "٣", "2", "1", update_id=3)
+    emulator.book_ticker("BTCUSDT", "1", "1", "2", "1", update_id=4)
+    await received.wait(1)
+    assert [u.update_id for u in received.updates] == [4]
+    assert feed.state()["malformed"] == 3
+    assert emulator.connections_opened == 1 and feed.state()["reconnects"] == 0
+
+
+async def test_an_exception_in_on_update_is_logged_and_the_socket_goes_on(
+    emulator: BinanceEmulator,
+    make_feed,  # type: ignore[no-untyped-def]
+) -> None:
+    feed, received = await make_feed()
+
+    def fail_on_two(update: BookUpdate) -> None:
+        if update.update_id == 2:
+            raise RuntimeError("a bug downstream")
+
+    received.before = fail_on_two
+    feed.acquire("BTCUSDT")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    with capture_logs() as logs:
+        for update_id in (1, 2, 3):
+            emulator.book_ticker("BTCUSDT", "1", "1", "2", "1", update_id=update_id)
+        await received.wait(2)
+    assert [u.update_id for u in received.updates] == [1, 3]
+    assert emulator.connections_opened == 1 and feed.state()["reconnects"] == 0
+    assert feed.state()["callback_errors"] == 1
+    (entry,) = [e for e in logs if e["event"] == "feed.callback_failed"]
+    assert entry["callback"] == "on_update" and "a bug downstream" in entry["error"]
+    assert entry["symbol"] == "BTCUSDT" and entry["update_id"] == 2
+
+
+async def test_an_exception_in_on_stream_lost_does_not_stop_reconnecting(
+    emulator: BinanceEmulator,
+    make_feed,  # type: ignore[no-untyped-def]
+) -> None:
+    feed, received = await make_feed()
+
+    def on_lost(symbols: set[str]) -> None:
+        received.lost.append(symbols)
+        raise RuntimeError("a bug in on_stream_lost")
+
+    feed.on_stream_lost = on_lost
+    feed.acquire("BTCUSDT")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    with capture_logs() as logs:
+        await emulator.drop_connections()
+        await emulator.wait_connections(2)
+        await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "1", "1", "2", "1")
+    await received.wait(1)
+    assert received.lost == [{"BTCUSDT"}]
+    assert [e["callback"] for e in logs if e["event"] == "feed.callback_failed"] == [
+        "on_stream_lost"
+    ]
+
+
+async def test_an_unexpected_error_in_the_connection_restarts_it_after_backoff(
+    emulator: BinanceEmulator,
+    make_feed,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import app.feed.binance
+
+    real_open = app.feed.binance._Connection._open
+    calls = 0
+
+    async def open_once_broken(self: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("not a network error")
+        return await real_open(self)
+
+    monkeypatch.setattr(app.feed.binance._Connection, "_open", open_once_broken)
+    feed, received = await make_feed()
+    with capture_logs() as logs:
+        feed.acquire("BTCUSDT")
+        await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "1", "1", "2", "1")
+    await received.wait(1)
+    assert calls == 2
+    (crash,) = [e for e in logs if e["event"] == "feed.connection_crashed"]
+    assert "not a network error" in crash["error"] and crash["retry_in"] > 0
+
+
+# -- issue #9: stall detection within the configured timeout ------------------------------
+
+
+async def test_a_silent_upstream_is_replaced_within_the_stall_timeout(
+    emulator: BinanceEmulator,
+    make_feed,  # type: ignore[no-untyped-def]
+) -> None:
+    stall = 1.0
+    feed, received = await make_feed(stall_timeout_s=stall)
+    feed.acquire("BTCUSDT")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "1", "1", "2", "1")
+    await received.wait(1)  # the last frame the socket will see: silence starts now
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    emulator.stall(True)
+    await emulator.wait_connections(2, timeout=5 * stall)
+    elapsed = loop.time() - started
+    emulator.stall(False)
+    assert _requests(emulator, "LIST_SUBSCRIPTIONS")  # it asked before giving up
+    # Given up at the stall timeout, not before it and not twice it (the bug: ~2 x).
+    assert 0.8 * stall <= elapsed < 1.35 * stall, elapsed
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "1", "1", "2", "1")
+    await received.wait(2)
+    assert feed.down_since() is None and feed.state()["connected"] is True
+
+
+# -- issue #9: a bound on upstream frames ---------------------------------------------------
+
+
+async def test_an_oversize_frame_replaces_the_connection(
+    emulator: BinanceEmulator,
+    make_feed,  # type: ignore[no-untyped-def]
+) -> None:
+    import app.feed.binance
+
+    feed, received = await make_feed()
+    feed.acquire("BTCUSDT")
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    limit = app.feed.binance.MAX_FRAME_BYTES
+    assert 64 * 1024 <= limit <= 16 * 1024 * 1024  # depth20 frames are a few KB
+    huge = {"u": 1, "s": "BTCUSDT", "b": "1", "B": "1", "a": "2", "A": "1", "x": "0" * limit}
+    with capture_logs() as logs:
+        emulator.publish("btcusdt@bookTicker", huge)
+        await emulator.wait_connections(2)
+        await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "1", "1", "2", "1", update_id=2)
+    await received.wait(1)
+    assert [u.update_id for u in received.updates] == [2]  # the oversize one never got in
+    (lost,) = [e for e in logs if e["event"] == "feed.connection_lost"]
+    assert "too big" in lost["error"] and "1009" in lost["error"], lost
+
+
+# -- issue #9: an unreachable upstream is said once, plainly; down_since ------------------
+
+
+async def test_an_unreachable_upstream_is_logged_once_and_down_since_is_kept() -> None:
+    with socket.socket() as probe:  # a local port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    received = Received()
+    feed = BinanceFeed(
+        f"ws://127.0.0.1:{port}", StreamKind.BOOK_TICKER, received.on_update, received.on_lost,
+        backoff_initial_s=0.01, backoff_max_s=0.05,
+    )  # fmt: skip
+    failures = 0
+    enough = asyncio.Event()
+    real_delay = feed.backoff_delay
+
+    def counting_delay(count: int) -> float:
+        nonlocal failures
+        failures += 1
+        if failures >= 5:
+            enough.set()
+        return real_delay(count)
+
+    feed.backoff_delay = counting_delay  # type: ignore[method-assign]
+    await feed.start()
+    emulator = BinanceEmulator()
+    try:
+        before = time.time()
+        with capture_logs() as logs:
+            feed.acquire("BTCUSDT")
+            assert feed.down_since("BTCUSDT") is None  # not down before a first failure
+            async with asyncio.timeout(10):
+                await enough.wait()
+        loud = [e for e in logs if e["log_level"] in {"warning", "error", "critical"}]
+        assert [e["event"] for e in loud] == ["feed.unreachable"], loud
+        (said,) = loud
+        assert f"ws://127.0.0.1:{port}" in said["error"] and "retrying" in said["error"]
+        assert "python -m app demo" in said["error"]
+        state = feed.state()
+        assert state["connected"] is False
+        down_since = feed.down_since("BTCUSDT")
+        assert down_since is not None and before <= down_since <= time.time()
+        assert feed.down_since() == down_since
+        assert state["down_since"] == rfc3339(int(down_since * 1_000_000))
+        assert state["connections"][0]["failures"] >= 5
+        # Upstream comes back on that port: connected again, no longer down.
+        await emulator.start(port=port)
+        await emulator.wait_subscribed("btcusdt@bookTicker", timeout=10)
+        emulator.book_ticker("BTCUSDT", "1", "1", "2", "1")
+        await received.wait(1)
+        assert feed.down_since("BTCUSDT") is None and feed.down_since() is None
+        assert feed.state()["connected"] is True and feed.state()["down_since"] is None
+    finally:
+        await feed.stop()
+        await emulator.stop()

@@ -7,9 +7,14 @@ so requests are batched and sent through a token bucket below that; past 1024 st
 connection is full and another one is opened.
 
 A connection is replaced when it drops (exponential backoff with jitter), when it goes
-silent (a LIST_SUBSCRIPTIONS probe goes unanswered), when Binance announces
+silent (nothing received for `stall_timeout_s`, a LIST_SUBSCRIPTIONS probe sent halfway
+through going unanswered), when a frame is over MAX_FRAME_BYTES, when Binance announces
 `serverShutdown`, and before Binance's 24-hour cut. The last two are make-before-break:
 the new socket is open and streaming before the old one is closed, so no gap is forced.
+
+A connection's task never ends by itself: a frame that does not parse is counted and
+skipped, an exception from a callback (`on_update`, `on_stream_lost`) is counted, logged
+and the socket goes on, and any other error restarts the connection after a backoff.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import aiohttp
 import orjson
 import structlog
+from aiohttp.http import WSMessageNoDecodeText
 
+from app.clock import rfc3339
 from app.domain import BookUpdate, StreamKind
 from app.feed.parsing import MalformedFrame, Response, ServerShutdown, parse_frame
 
@@ -36,6 +43,15 @@ MAX_URL_STREAMS_CHARS = 2000  # streams named in the URL; the rest go by SUBSCRI
 MAX_PARAMS_PER_REQUEST = 200
 HANDOVER_MAX_S = 5.0  # how long an old socket is read while its replacement starts
 HANDOVER_DRAIN_S = 0.25  # and read on after, for frames that were already on their way
+# Binance's largest frames (depth20) are a few KB; a frame over this closes the socket
+# with 1009 and the connection is replaced.
+MAX_FRAME_BYTES = 1 << 20
+LOG_REPEAT_S = 10.0  # a repeated complaint (malformed frames, failing callbacks) at most this often
+
+# decode_text=False: TEXT frames come as bytes, which orjson parses; no str is ever needed.
+_Socket: TypeAlias = aiohttp.ClientWebSocketResponse[Literal[False]]
+_Message: TypeAlias = WSMessageNoDecodeText
+_NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ConnectionError)
 
 
 _DATA = frozenset({aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY})
@@ -49,6 +65,48 @@ def _excerpt(data: bytes | str) -> str:
     if isinstance(data, bytes):
         return data[:200].decode(errors="replace")
     return data[:200]
+
+
+def _plain(exc: BaseException) -> str:
+    """What went wrong, in the exception's own words (its type if it has none)."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else f"{text[:297]}..."
+
+
+def _described(exc: BaseException) -> str:
+    """`RuntimeError: what it said`: for errors that are bugs, where the type matters."""
+    text = str(exc)
+    return _plain(exc) if not text else f"{type(exc).__name__}: {_plain(exc)}"
+
+
+def _ended(message: _Message) -> str:
+    """Why a socket ended, for the log: its close code and reason, or the error."""
+    if message.type is aiohttp.WSMsgType.ERROR:
+        error = message.data
+        if getattr(error, "code", None) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+            return f"frame too big: {error} (limit {MAX_FRAME_BYTES} bytes; closed with 1009)"
+        return f"websocket error: {_described(error) if error else 'unknown'}"
+    if message.type is aiohttp.WSMsgType.CLOSE:
+        reason = f": {message.extra}" if message.extra else ""
+        return f"upstream closed the connection (code {message.data}{reason})"
+    return "the connection was closed"
+
+
+class _LogThrottle:
+    """Say a repeated complaint at once, then at most once per LOG_REPEAT_S with a count."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+        self._held = 0
+
+    def allow(self) -> int | None:
+        """How many were held back since the last line, if a line may be written now."""
+        now = time.monotonic()
+        if self._last is not None and now - self._last < LOG_REPEAT_S:
+            self._held += 1
+            return None
+        held, self._held, self._last = self._held, 0, now
+        return held
 
 
 class _Replace(Exception):
@@ -96,12 +154,18 @@ class _Connection:
         self.connected_at: float | None = None
         self.last_frame_at: float | None = None
         self.reconnects = 0
+        # The current outage: time.time() of its first failure, and failures since.
+        self.down_since: float | None = None
+        self.failures = 0
+        self._said_unreachable = False
         self._changed = asyncio.Event()
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: _Socket | None = None
         # A little over a second: our clock and Binance's count need not agree exactly.
         self._bucket = SlidingWindowLimiter(int(feed.max_messages_per_second), 1.1)
         self._request_ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._probe_sent_at: float | None = None  # time.monotonic() the last probe left
         self._log = log.bind(connection=self.id)
 
     # -- what it should carry -------------------------------------------------------------
@@ -131,58 +195,119 @@ class _Connection:
     # -- the socket's life ----------------------------------------------------------------
 
     async def _run(self) -> None:
-        failures = 0
-        ws: aiohttp.ClientWebSocketResponse | None = None
+        """Keep the socket going for as long as the connection exists.
+
+        Network failures are handled inside `_keep_connected`; anything else escaping it is
+        a bug. It is logged, the socket is dropped and the loop starts over after a backoff:
+        the task never ends while the feed runs, so no symbol is left silently without data.
+        """
+        crashes = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._keep_connected()
+            except Exception as exc:
+                if time.monotonic() - started > 2 * self.feed.backoff_max_s:
+                    crashes = 0  # it ran well for a while: start the backoff over
+                crashes += 1
+                self.status = "reconnecting"
+                ws, self._ws = self._ws, None
+                await self._close(ws)
+                self._mark_down()
+                self._lost()
+                delay = self.feed.backoff_delay(crashes)
+                self._log.error(
+                    "feed.connection_crashed",
+                    error=_described(exc),
+                    retry_in=round(delay, 3),
+                    exc_info=exc,
+                )
+                self.feed.reconnects += 1
+                self.reconnects += 1
+                await asyncio.sleep(delay)
+
+    async def _keep_connected(self) -> None:
         while True:
             if not self.wanted:
                 self.status = "idle"
+                self.down_since, self.failures = None, 0  # nothing to carry: not an outage
+                ws, self._ws = self._ws, None
                 await self._close(ws)
-                ws = self._ws = None
                 self._changed.clear()
                 await self._changed.wait()
                 continue
-            try:
-                if ws is None:
-                    self.status = "connecting"
+            ws = self._ws
+            if ws is None:
+                self.status = "connecting" if self.down_since is None else "reconnecting"
+                try:
                     ws = self._ws = await self._open()
-                    failures = 0
+                except _NETWORK_ERRORS as exc:
+                    await self._failed(exc, connecting=True)
+                    continue
+            try:
                 await self._serve(ws)
             except _Replace as replace:
                 self.reconnects += 1
                 self.feed.reconnects += 1
                 self._log.info("feed.replacing_connection", why=str(replace))
                 if replace.make_before_break:
-                    try:
-                        new_ws = await self._open()
-                    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                        self._log.warning("feed.replacement_failed", error=repr(exc))
-                        new_ws = None
-                    if new_ws is None:
-                        await self._close(ws)
-                        self._lost()
-                    else:
-                        try:
-                            await self._hand_over(ws, new_ws)
-                        except (_Replace, ConnectionError) as exc:
-                            self._log.warning("feed.replacement_closed", error=repr(exc))
-                    ws = self._ws = new_ws
+                    await self._replace_before_break(ws)
                 else:
+                    self._ws = None
                     await self._close(ws)
-                    ws = self._ws = None
+                    self._mark_down()
                     self._lost()
-            except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError) as exc:
-                failures += 1
-                self.status = "reconnecting"
+            except _NETWORK_ERRORS as exc:
+                self._ws = None
                 await self._close(ws)
-                ws = self._ws = None
+                self._mark_down()
                 self._lost()
-                delay = self.feed.backoff_delay(failures)
-                self._log.warning("feed.connection_failed", error=repr(exc), retry_in=delay)
-                self.feed.reconnects += 1
-                self.reconnects += 1
-                await asyncio.sleep(delay)
+                await self._failed(exc, connecting=False)
 
-    async def _open(self) -> aiohttp.ClientWebSocketResponse:
+    async def _replace_before_break(self, old: _Socket) -> None:
+        try:
+            new = await self._open()
+        except _NETWORK_ERRORS as exc:
+            self._log.warning("feed.replacement_failed", error=_plain(exc))
+            self._ws = None
+            await self._close(old)
+            self._mark_down()
+            self._lost()
+            return
+        self._ws = new
+        try:
+            await self._hand_over(old, new)
+        except (_Replace, ConnectionError) as exc:
+            self._log.warning("feed.replacement_closed", error=_plain(exc))
+
+    def _mark_down(self) -> None:
+        if self.down_since is None:
+            self.down_since = time.time()
+
+    async def _failed(self, exc: BaseException, *, connecting: bool) -> None:
+        """A network failure: say it (once per outage if upstream is unreachable), back off."""
+        self.failures += 1
+        self.status = "reconnecting"
+        self._mark_down()
+        self.feed.reconnects += 1
+        self.reconnects += 1
+        delay = self.feed.backoff_delay(self.failures)
+        if not connecting:
+            self._log.warning("feed.connection_lost", error=_plain(exc), retry_in=round(delay, 3))
+        elif not self._said_unreachable:
+            self._said_unreachable = True
+            self._log.warning(
+                "feed.unreachable",
+                error=f"cannot reach {self.feed.base_url} ({_plain(exc)}); retrying with "
+                "backoff. No internet? `python -m app demo` runs offline",
+            )
+        else:
+            self._log.debug(
+                "feed.still_unreachable", failures=self.failures, retry_in=round(delay, 3)
+            )
+        await asyncio.sleep(delay)
+
+    async def _open(self) -> _Socket:
         streams = sorted(self.wanted)
         in_url: list[str] = []
         length = 0
@@ -196,7 +321,7 @@ class _Connection:
             url,
             autoping=True,
             heartbeat=None,
-            max_msg_size=0,
+            max_msg_size=MAX_FRAME_BYTES,
             timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
             decode_text=False,  # orjson parses the bytes; no str is ever needed
         )
@@ -205,10 +330,20 @@ class _Connection:
         self.last_frame_at = self.connected_at
         self.status = "connected"
         self._changed.set()  # the rest of `wanted`, if any, goes by SUBSCRIBE
-        self._log.info("feed.connected", streams=len(in_url), url=self.feed.base_url)
+        if self.down_since is None:
+            self._log.info("feed.connected", streams=len(in_url), url=self.feed.base_url)
+        else:
+            self._log.info(
+                "feed.reconnected",
+                streams=len(in_url),
+                url=self.feed.base_url,
+                down_for_s=round(time.time() - self.down_since, 3),
+                failures=self.failures,
+            )
+        self.down_since, self.failures, self._said_unreachable = None, 0, False
         return ws
 
-    async def _close(self, ws: aiohttp.ClientWebSocketResponse | None) -> None:
+    async def _close(self, ws: _Socket | None) -> None:
         if ws is not None and not ws.closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 2.0)
@@ -217,28 +352,46 @@ class _Connection:
         """Quotes from this socket no longer count as current for its symbols."""
         lost = {stream.partition("@")[0].upper() for stream in self.subscribed}
         self.subscribed = set()
-        if lost and self.feed.on_stream_lost is not None:
-            self.feed.on_stream_lost(lost)
+        if lost:
+            self.feed._notify_lost(lost)
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _serve(self, ws: _Socket) -> None:
+        """Read the socket while another task keeps its subscriptions in step with `wanted`.
+
+        Returns or raises when the socket must be left; if the sender fails, so does this.
+        """
         sender = asyncio.create_task(self._send_changes(ws), name=f"binance-sender-{self.id}")
+        receiver = asyncio.create_task(self._receive(ws), name=f"binance-receiver-{self.id}")
         try:
-            await self._receive(ws)
+            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver.done():
+                receiver.result()
+            else:
+                sender.result()
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            for task in (sender, receiver, self._probe):
+                if task is not None and not task.done():
+                    task.cancel()
+            await asyncio.gather(
+                *(t for t in (sender, receiver, self._probe) if t is not None),
+                return_exceptions=True,
+            )
+            self._probe = None
 
-    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _receive(self, ws: _Socket) -> None:
         """Read frames until the socket must be left.
 
-        Deadlines (stall, connection age) are checked lazily: one timeout spans many
-        frames and is re-armed only when it fires. A timeout per `receive()` costs more
-        than the rest of the receive path (aiohttp says as much in its own code).
+        Silence: after `stall_timeout_s / 2` with nothing received a LIST_SUBSCRIPTIONS
+        probe is sent (a live socket answers it), and at `stall_timeout_s` the socket is
+        replaced. (A probe held back by the rate limit gets its half timeout from when it
+        is sent.) Deadlines (stall, connection age) are checked lazily: one timeout spans
+        many frames and is re-armed only when it fires. A timeout per `receive()` costs
+        more than the rest of the receive path (aiohttp says as much in its own code).
         """
         feed = self.feed
         stall = feed.stall_timeout_s
-        probe_sent_at: float | None = None
+        probe_after = stall / 2
+        probed_for: float | None = None  # the `last_frame_at` a probe was sent after
         while True:
             assert self.connected_at is not None and self.last_frame_at is not None
             now = time.monotonic()
@@ -247,19 +400,28 @@ class _Connection:
                 raise _Replace("connection age limit", make_before_break=True)
             if not self.wanted and not self.subscribed:
                 return  # everything unsubscribed: _run closes the idle socket
-            if probe_sent_at is not None and self.last_frame_at >= probe_sent_at:
-                probe_sent_at = None  # the socket spoke since the probe: it is alive
-            quiet_since = self.last_frame_at if probe_sent_at is None else probe_sent_at
-            if now - quiet_since >= stall:
-                if probe_sent_at is not None:
-                    raise _Replace("stalled: the probe went unanswered", make_before_break=False)
-                probe_sent_at = now
-                await self._bucket.take()
-                probe = {"method": "LIST_SUBSCRIPTIONS", "id": next(self._request_ids)}
-                await ws.send_str(orjson.dumps(probe).decode())
-                continue
+            last = self.last_frame_at
+            if probed_for != last:  # nothing asked since the last frame
+                if now - last >= probe_after:
+                    probed_for = last
+                    self._send_probe(ws, probe_after)
+                    continue
+                wake = last + probe_after
+            elif self._probe is not None and not self._probe.done():
+                wake = now + probe_after  # the probe waits for the rate limit: no verdict yet
+            else:
+                sent = self._probe_sent_at
+                give_up = last + stall if sent is None else max(last + stall, sent + probe_after)
+                if now >= give_up:
+                    if await self._read_buffered(ws):
+                        continue
+                    raise _Replace(
+                        f"stalled: nothing received for {now - last:.3g} s, probe unanswered",
+                        make_before_break=False,
+                    )
+                wake = give_up
             try:
-                async with asyncio.timeout(min(quiet_since + stall - now, age_left)):
+                async with asyncio.timeout(min(wake - now, age_left)):
                     while True:
                         self._handle(await ws.receive())
                         if not self.wanted and not self.subscribed:
@@ -267,7 +429,41 @@ class _Connection:
             except TimeoutError:
                 continue
 
-    def _handle(self, message: aiohttp.WSMessage) -> bool:
+    async def _read_buffered(self, ws: _Socket) -> bool:
+        """Handle a message that has arrived but was not read yet; False if there is none.
+
+        A deadline and a frame can come due in the same loop iteration, the deadline
+        first: before a socket is called silent, what is already buffered is read.
+        aiohttp's receive() returns without waiting when a message is buffered, so a zero
+        timeout fires only if it would have to wait.
+        """
+        try:
+            async with asyncio.timeout(0):
+                self._handle(await ws.receive())
+        except TimeoutError:
+            return False
+        return True
+
+    def _send_probe(self, ws: _Socket, within_s: float) -> None:
+        """Ask a quiet socket for its subscriptions (a live one answers), without waiting."""
+        if self._probe is not None and not self._probe.done():
+            return  # one already on its way (held by the rate limit)
+        self._probe_sent_at = None
+
+        async def probe() -> None:
+            await self._bucket.take()
+            request = {"method": "LIST_SUBSCRIPTIONS", "id": next(self._request_ids)}
+            try:
+                async with asyncio.timeout(within_s):  # a send that cannot leave: no verdict
+                    await ws.send_str(orjson.dumps(request).decode())
+            except _NETWORK_ERRORS as exc:  # the receive loop will see the socket end
+                self._log.debug("feed.probe_failed", error=_plain(exc))
+            else:
+                self._probe_sent_at = time.monotonic()
+
+        self._probe = asyncio.create_task(probe(), name=f"binance-probe-{self.id}")
+
+    def _handle(self, message: _Message) -> bool:
         """Act on one upstream message; True if it was a frame (the socket is alive)."""
         feed = self.feed
         if message.type in _DATA:
@@ -276,14 +472,24 @@ class _Connection:
             feed.frames += 1
             try:
                 frame = parse_frame(message.data, received_at)
-            except MalformedFrame as exc:
+            except Exception as exc:  # MalformedFrame; anything else is a parser bug
                 feed.malformed += 1
-                self._log.warning(
-                    "feed.malformed_frame", error=str(exc), frame=_excerpt(message.data)
-                )
+                held = feed._malformed_log.allow()
+                if held is not None:
+                    self._log.warning(
+                        "feed.malformed_frame",
+                        error=str(exc) if isinstance(exc, MalformedFrame) else _described(exc),
+                        frame=_excerpt(message.data),
+                        held_back=held,
+                    )
                 return True
             if isinstance(frame, BookUpdate):
-                feed.on_update(frame)
+                try:
+                    feed.on_update(frame)
+                except Exception as exc:  # the callback's bug: this frame only
+                    feed._callback_failed(
+                        "on_update", exc, symbol=frame.symbol, update_id=frame.update_id
+                    )
             elif isinstance(frame, Response):
                 if frame.error is not None:
                     self._log.error("feed.request_refused", id=frame.id, error=frame.error)
@@ -291,12 +497,10 @@ class _Connection:
                 raise _Replace("serverShutdown", make_before_break=True)
             return True
         if message.type in _ENDED:
-            raise ConnectionError(f"upstream closed the connection ({message.extra})")
+            raise ConnectionError(_ended(message))
         return False
 
-    async def _hand_over(
-        self, old: aiohttp.ClientWebSocketResponse, new: aiohttp.ClientWebSocketResponse
-    ) -> None:
+    async def _hand_over(self, old: _Socket, new: _Socket) -> None:
         """Keep reading the old socket until the new one carries everything, then close it.
 
         Streams that did not fit in the new socket's URL are subscribed on it first; the old
@@ -306,7 +510,7 @@ class _Connection:
         downstream by their update id.
         """
         awaited = await self._subscribe_rest(new)
-        held: list[aiohttp.WSMessage] = []
+        held: list[_Message] = []
 
         async def until_ready() -> None:
             while True:
@@ -322,7 +526,7 @@ class _Connection:
                     return
 
         ready = asyncio.create_task(until_ready())
-        pending: asyncio.Task[aiohttp.WSMessage] | None = None
+        pending: asyncio.Task[_Message] | None = None
         try:
             async with asyncio.timeout(HANDOVER_MAX_S):
                 while not ready.done():
@@ -356,7 +560,7 @@ class _Connection:
         for message in held:
             self._handle(message)
 
-    async def _subscribe_rest(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    async def _subscribe_rest(self, ws: _Socket) -> int | None:
         """SUBSCRIBE what `wanted` has beyond the socket's URL; the last request id, if any."""
         rest = sorted(self.wanted - self.subscribed)
         last_id = None
@@ -369,7 +573,7 @@ class _Connection:
             self.subscribed.update(batch)
         return last_id
 
-    async def _send_changes(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _send_changes(self, ws: _Socket) -> None:
         """Bring the socket's subscriptions to `wanted`, batched and rate-limited."""
         while True:
             await self._changed.wait()
@@ -400,7 +604,13 @@ class _Connection:
             "last_frame_age_s": None
             if self.last_frame_at is None
             else round(now - self.last_frame_at, 3),
+            "down_since": _rfc3339(self.down_since),
+            "failures": self.failures,
         }
+
+
+def _rfc3339(at: float | None) -> str | None:
+    return None if at is None else rfc3339(int(at * 1_000_000))
 
 
 class BinanceFeed:
@@ -439,6 +649,9 @@ class BinanceFeed:
         self.frames = 0
         self.malformed = 0
         self.reconnects = 0
+        self.callback_errors = 0  # exceptions raised by on_update / on_stream_lost
+        self._malformed_log = _LogThrottle()
+        self._callback_log = _LogThrottle()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -495,16 +708,52 @@ class BinanceFeed:
         connection = self._by_stream.pop(self.kind.stream_name(symbol), None)
         if connection is not None:
             connection.unwant(self.kind.stream_name(symbol))
-            if self.on_stream_lost is not None:
-                self.on_stream_lost({symbol})
+            self._notify_lost({symbol})
+
+    def _notify_lost(self, symbols: set[str]) -> None:
+        if self.on_stream_lost is None:
+            return
+        try:
+            self.on_stream_lost(symbols)
+        except Exception as exc:  # the callback's bug: the feed goes on
+            self._callback_failed("on_stream_lost", exc, symbols=sorted(symbols))
+
+    def _callback_failed(self, callback: str, exc: Exception, **context: Any) -> None:
+        self.callback_errors += 1
+        held = self._callback_log.allow()
+        if held is not None:
+            log.error(
+                "feed.callback_failed",
+                callback=callback,
+                error=_described(exc),
+                held_back=held,
+                **context,
+            )
+
+    def down_since(self, symbol: str | None = None) -> float | None:
+        """When (time.time()) the current upstream outage began; None while connected.
+
+        An outage begins at the first failure (a drop, a stall, a refused or failed
+        connect) and ends when a socket is open again. With `symbol`: the outage of the
+        connection carrying that symbol's stream (None if the symbol is not acquired);
+        without: the earliest outage of any connection.
+        """
+        if symbol is not None:
+            connection = self._by_stream.get(self.kind.stream_name(symbol))
+            return None if connection is None else connection.down_since
+        return min(
+            (c.down_since for c in self._connections if c.down_since is not None), default=None
+        )
 
     def state(self) -> dict[str, Any]:
         return {
             "url": self.base_url,
             "stream": self.kind.value,
             "connected": any(c.status == "connected" for c in self._connections),
+            "down_since": _rfc3339(self.down_since()),
             "connections": [c.state() for c in self._connections],
             "frames": self.frames,
             "malformed": self.malformed,
+            "callback_errors": self.callback_errors,
             "reconnects": self.reconnects,
         }

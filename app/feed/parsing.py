@@ -1,14 +1,35 @@
-"""Binance combined-stream frames to typed values. Decimals stay exact: never float."""
+"""Binance combined-stream frames to typed values. Decimals stay exact: never float.
+
+Prices and quantities must be what Binance sends and the contract bounds: plain ASCII
+decimal strings ("61824.01000000"), finite, non-negative, below 10^20 and with at most 18
+digits after the point. Anything else (an exponent, a sign, 150 digits, non-ASCII digits
+such as "٣", whitespace) is a MalformedFrame, so no upstream number can later trap in the
+exact arithmetic (app/decimals.py) or anywhere else downstream. Update ids are ints in
+[0, 2^63). A level at price 0 (how Binance shows an empty book side) is no level; in
+depth frames neither is a level of quantity 0.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from app.domain import BookUpdate, Level
+
+MAX_UPDATE_ID = 2**63 - 1
+
+# `[0-9]`, not `\d`: `\d` matches any Unicode digit. At most 20 digits before the point
+# (< 10^20) and 1 to 18 after it.
+_NUMBER = r"[0-9]{1,20}(?:\.[0-9]{1,18})?"
+# Several numbers checked in one call, joined with spaces: a depth level's price and
+# quantity, bookTicker's "b B a A".
+_are_two_numbers = re.compile(" ".join([_NUMBER] * 2)).fullmatch
+_are_four_numbers = re.compile(" ".join([_NUMBER] * 4)).fullmatch
+_join = " ".join
 
 
 class MalformedFrame(ValueError):
@@ -32,56 +53,65 @@ class ServerShutdown:
 Frame = BookUpdate | Response | ServerShutdown | None
 
 
-def _decimal(value: Any, what: str) -> Decimal:
-    if not isinstance(value, str):
-        raise MalformedFrame(f"{what} is not a decimal string: {value!r}")
-    try:
-        number = Decimal(value)
-    except InvalidOperation as exc:
-        raise MalformedFrame(f"{what} is not a decimal: {value!r}") from exc
-    if not number.is_finite() or number < 0:
-        raise MalformedFrame(f"{what} is not a finite non-negative decimal: {value!r}")
-    return number
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _update_id(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise MalformedFrame(f"{what} is not an update id: {value!r}")
+    if type(value) is not int or not 0 <= value <= MAX_UPDATE_ID:
+        raise MalformedFrame(f"{what} is not an update id: {_short(value)}")
     return value
 
 
 def _levels(raw: Any, side: str, *, best_is_highest: bool) -> tuple[Level, ...]:
-    if not isinstance(raw, list):
+    if type(raw) is not list:
         raise MalformedFrame(f"{side} is not a list")
     levels: list[Level] = []
     for entry in raw:
-        if not isinstance(entry, list) or len(entry) < 2:
-            raise MalformedFrame(f"{side} level is not [price, qty]: {entry!r}")
-        price, qty = _decimal(entry[0], f"{side} price"), _decimal(entry[1], f"{side} qty")
-        if qty:
-            levels.append((price, qty))
+        if type(entry) is not list or len(entry) < 2:
+            raise MalformedFrame(f"{side} level is not [price, qty]: {_short(entry)}")
+        price_text, qty_text = entry[0], entry[1]
+        # One regex call for both, as in _book_ticker.
+        if (
+            type(price_text) is not str
+            or type(qty_text) is not str
+            or _are_two_numbers(_join((price_text, qty_text))) is None
+        ):
+            raise MalformedFrame(
+                f"{side} level is not two decimals within the bounds: {_short(entry)}"
+            )
+        price = Decimal(price_text)
+        if price:  # price 0 or quantity 0: no level
+            qty = Decimal(qty_text)
+            if qty:
+                levels.append((price, qty))
     levels.sort(key=lambda level: level[0], reverse=best_is_highest)
     return tuple(levels)
 
 
 def _book_ticker(symbol: str, data: dict[str, Any], received_at: float) -> BookUpdate:
-    # The hottest path: one try around the exact conversions, validation after.
+    # The hottest path: one regex call checks all four numbers (str.join also refuses a
+    # non-string), and only then are they converted.
     try:
         update_id = data["u"]
-        bid_text, ask_text = data["b"], data["a"]
-        bid, bid_qty = Decimal(bid_text), Decimal(data["B"])
-        ask, ask_qty = Decimal(ask_text), Decimal(data["A"])
-    except (KeyError, TypeError, InvalidOperation) as exc:
-        raise MalformedFrame(f"bookTicker payload is not u/b/B/a/A: {exc!r}") from exc
-    if type(update_id) is not int or update_id < 0:
-        raise MalformedFrame(f"u is not an update id: {update_id!r}")
-    if type(bid_text) is not str or type(ask_text) is not str:
-        raise MalformedFrame("prices must be decimal strings")
-    if not (bid.is_finite() and bid_qty.is_finite() and ask.is_finite() and ask_qty.is_finite()):
-        raise MalformedFrame(f"not a finite decimal: {data!r}")
-    if bid < 0 or bid_qty < 0 or ask < 0 or ask_qty < 0:
-        raise MalformedFrame(f"a negative price or quantity: {data!r}")
-    return BookUpdate(symbol, update_id, ((bid, bid_qty),), ((ask, ask_qty),), received_at)
+        bid_text, bid_qty_text = data["b"], data["B"]
+        ask_text, ask_qty_text = data["a"], data["A"]
+        valid = _are_four_numbers(_join((bid_text, bid_qty_text, ask_text, ask_qty_text)))
+    except (KeyError, TypeError) as exc:
+        raise MalformedFrame(f"bookTicker payload is not u/b/B/a/A strings: {exc!r}") from exc
+    if valid is None:
+        raise MalformedFrame(
+            "bookTicker price or quantity is not a decimal within the bounds: "
+            + _short([bid_text, bid_qty_text, ask_text, ask_qty_text])
+        )
+    if type(update_id) is not int or not 0 <= update_id <= MAX_UPDATE_ID:
+        raise MalformedFrame(f"u is not an update id: {_short(update_id)}")
+    bid, ask = Decimal(bid_text), Decimal(ask_text)
+    # Price 0 is Binance's empty side: nothing there to take.
+    bids = ((bid, Decimal(bid_qty_text)),) if bid else ()
+    asks = ((ask, Decimal(ask_qty_text)),) if ask else ()
+    return BookUpdate(symbol, update_id, bids, asks, received_at)
 
 
 _STREAMS: dict[str, tuple[str, str]] = {}  # stream name -> (SYMBOL, channel), memoised
