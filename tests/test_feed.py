@@ -497,7 +497,7 @@ async def test_an_unreachable_upstream_is_logged_once_and_down_since_is_kept() -
             enough.set()
         return real_delay(count)
 
-    feed.backoff_delay = counting_delay  # type: ignore[method-assign]
+    feed.backoff_delay = counting_delay  # type: ignore[method-assign, assignment]
     await feed.start()
     emulator = BinanceEmulator()
     try:

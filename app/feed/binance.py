@@ -230,7 +230,8 @@ class _Connection:
         while True:
             if not self.wanted:
                 self.status = "idle"
-                self.down_since, self.failures = None, 0  # nothing to carry: not an outage
+                # Nothing to carry: not an outage.
+                self.down_since, self.failures, self._said_unreachable = None, 0, False
                 ws, self._ws = self._ws, None
                 await self._close(ws)
                 self._changed.clear()
