@@ -15,6 +15,8 @@ class Feed(Protocol):
 
     def release(self, symbol: str) -> None: ...
 
+    def down_since(self, symbol: str | None = None) -> float | None: ...
+
 
 class MarketInterest:
     def __init__(self, feed: Feed) -> None:
@@ -25,6 +27,10 @@ class MarketInterest:
         self._holders[symbol] += 1
         if self._holders[symbol] == 1:
             self._feed.acquire(symbol)
+
+    def down_since(self, symbol: str) -> float | None:
+        """When the upstream connection carrying `symbol` went down (None while it is up)."""
+        return self._feed.down_since(symbol)
 
     def release(self, symbol: str) -> None:
         if self._holders[symbol] <= 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Awaitable, Callable
 
 from aiohttp.test_utils import TestClient
 
@@ -12,6 +13,7 @@ from app.domain import StreamKind
 from app.emulator.server import BinanceEmulator
 from tests.conftest import EventLog
 from tests.helpers import fetch, place, stream
+from tests.service_process import free_port
 
 
 async def test_the_original_curl_with_no_json_content_type(
@@ -305,3 +307,18 @@ async def test_metrics(client: TestClient, emulator: BinanceEmulator, events: Ev
     assert samples["executor_ws_clients"] == 1
     count = 'executor_http_request_duration_seconds_count{method="POST",route="/order/limit"}'
     assert samples[count] == 1
+
+
+async def test_an_order_that_expired_while_the_feed_was_down_says_so(
+    start_app: Callable[..., Awaitable[TestClient]],
+) -> None:
+    client = await start_app(binance_ws_url=f"ws://127.0.0.1:{free_port()}")  # nobody there
+    log = EventLog(client.app)
+    try:
+        order = await place(client, order_size="1", price="1", timeout_s=0.5)
+        await log.wait_for(order["order_id"], "expired")
+        final = await fetch(client, order["order_id"])
+        assert "no market data was received for LTCBTC" in final["reason"]
+        assert "the upstream feed has been down since" in final["reason"]
+    finally:
+        await log.close()

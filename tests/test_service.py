@@ -22,12 +22,16 @@ from app.tasks import TaskSupervisor
 class FakeFeed:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.down: dict[str, float] = {}
 
     def acquire(self, symbol: str) -> None:
         self.calls.append(("acquire", symbol))
 
     def release(self, symbol: str) -> None:
         self.calls.append(("release", symbol))
+
+    def down_since(self, symbol: str) -> float | None:
+        return self.down.get(symbol)
 
 
 class FlakyStore(SqliteStore):

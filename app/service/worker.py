@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 
 from app.bus import EventBus, OrderEvent, order_event
-from app.clock import now_us
+from app.clock import now_us, rfc3339
 from app.domain import BookUpdate, Execution, MarketState, OrderStatus
 from app.engine.matching import RestingOrder, SymbolMatcher
 from app.order import Order
@@ -40,6 +39,8 @@ class FeedControl(Protocol):
     def acquire(self, symbol: str) -> None: ...
 
     def release(self, symbol: str) -> None: ...
+
+    def down_since(self, symbol: str) -> float | None: ...
 
 
 class WorkerHooks(Protocol):
@@ -283,8 +284,13 @@ class SymbolWorker:
 
     def _expiry_reason(self) -> str:
         if self.matcher.last_update_id is None:
-            return f"expired: no market data was received for {self.symbol}"
-        return "expired: not filled before expires_at"
+            reason = f"expired: no market data was received for {self.symbol}"
+        else:
+            reason = "expired: not filled before expires_at"
+        down_since = self._feed.down_since(self.symbol)
+        if down_since is not None:
+            reason += f" (the upstream feed has been down since {rfc3339(int(down_since * 1e6))})"
+        return reason
 
     # -- persistence ----------------------------------------------------------------------
 

@@ -1,0 +1,270 @@
+"""The store port's contract, written once and run against every adapter.
+
+An adapter joins by adding a factory to `ADAPTERS`; what only one engine can show (SQLite's
+WAL and query plans, say) stays in that adapter's own tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.adapters.memory_store import MemoryStore
+from app.domain import MarketState, OrderStatus, Side
+from app.order import Order
+from app.store.base import DuplicateClientOrderId, OrderChange, OrderStore, StoreError
+from app.store.sqlite import SqliteStore
+
+D = Decimal
+
+
+class Adapter:
+    """Opens a store; `reopen` gives a new store on the same data (None: not durable)."""
+
+    def __init__(
+        self,
+        open_store: Callable[[], Awaitable[Any]],
+        durable: bool,
+    ) -> None:
+        self.open = open_store
+        self.durable = durable
+
+
+def _sqlite(tmp_path: Path) -> Adapter:
+    return Adapter(lambda: SqliteStore.open(tmp_path / "contract.db"), durable=True)
+
+
+def _memory(tmp_path: Path) -> Adapter:
+    shared = MemoryStore()
+
+    async def open_store() -> MemoryStore:
+        return shared
+
+    return Adapter(open_store, durable=False)
+
+
+ADAPTERS: dict[str, Callable[[Path], Adapter]] = {"sqlite": _sqlite, "memory": _memory}
+
+
+@pytest.fixture(params=sorted(ADAPTERS))
+def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Adapter:
+    return ADAPTERS[request.param](tmp_path)
+
+
+@pytest.fixture
+async def store(adapter: Adapter) -> AsyncIterator[OrderStore]:
+    opened = await adapter.open()
+    yield opened
+    await opened.close()
+
+
+def _order(
+    n: int, *, owner: str = "alice", symbol: str = "BTCUSDT", client_order_id: str | None = None
+) -> Order:
+    return Order(
+        order_id=f"order-{n}", owner=owner, client_order_id=client_order_id, symbol=symbol,
+        side=Side.BUY, order_size=D("1.000000000000000001"),
+        price=D("12345678901234567890.123456789012345678"), timeout_s=30.0,
+        status=OrderStatus.OPEN, created_at_us=n, updated_at_us=n, expires_at_us=n + 30_000_000,
+    )  # fmt: skip
+
+
+async def test_an_order_round_trips_exactly(store: OrderStore) -> None:
+    order = _order(1, client_order_id="key")
+    await store.insert_order(order)
+    loaded = await store.get("order-1")
+    assert loaded is not None and loaded is not order
+    assert (loaded.price, loaded.order_size) == (order.price, order.order_size)
+    assert (loaded.owner, loaded.symbol, loaded.side) == ("alice", "BTCUSDT", Side.BUY)
+    assert loaded.status is OrderStatus.OPEN and loaded.fills == []
+    assert await store.get("nope") is None
+    by_key = await store.get_by_client_order_id("alice", "key")
+    assert by_key is not None and by_key.order_id == "order-1"
+    assert await store.get_by_client_order_id("bob", "key") is None
+
+
+async def test_a_duplicate_client_order_id_is_refused_alone(store: OrderStore) -> None:
+    await store.insert_order(_order(0, client_order_id="k"))
+    results = await asyncio.gather(
+        store.insert_order(_order(1)),
+        store.insert_order(_order(2, client_order_id="k")),
+        store.insert_order(_order(3)),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], DuplicateClientOrderId)
+    assert await store.get("order-2") is None and await store.get("order-3") is not None
+    await store.insert_order(_order(4, client_order_id="k", owner="bob"))  # per owner
+
+
+async def test_fills_and_totals_commit_together_or_not_at_all(store: OrderStore) -> None:
+    order = _order(1)
+    await store.insert_order(order)
+    fill = order.record_fill(7, D("2.5"), D("0.5"), 10)
+    await store.apply([OrderChange(order, [fill])])
+    loaded = await store.get("order-1")
+    assert loaded is not None and loaded.filled_qty == D("0.5") and loaded.fill_count == 1
+    assert [(f.seq, f.update_id, f.price, f.qty) for f in loaded.fills] == [
+        (1, 7, D("2.5"), D("0.5"))
+    ]
+    order.filled_qty = D("0.9")  # a replayed fill must move nothing
+    with pytest.raises(StoreError):
+        await store.apply([OrderChange(order, [fill])])
+    loaded = await store.get("order-1")
+    assert loaded is not None and loaded.filled_qty == D("0.5") and len(loaded.fills) == 1
+
+
+async def test_a_refused_change_undoes_only_itself(store: OrderStore) -> None:
+    orders = [_order(n) for n in range(3)]
+    for order in orders:
+        await store.insert_order(order)
+    fills = [order.record_fill(n, D(1), D("0.5"), 10) for n, order in enumerate(orders)]
+    await store.apply([OrderChange(orders[1], [fills[1]])])
+    results = await asyncio.gather(
+        store.apply([OrderChange(orders[0], [fills[0]])]),
+        store.apply([OrderChange(orders[1], [fills[1]])]),  # already stored: refused
+        store.apply([OrderChange(orders[2], [fills[2]])]),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None and isinstance(results[1], StoreError)
+    for order in orders:
+        loaded = await store.get(order.order_id)
+        assert loaded is not None and len(loaded.fills) == 1
+
+
+async def test_a_change_spanning_orders_is_all_or_nothing(store: OrderStore) -> None:
+    first, second = _order(1), _order(2)
+    await store.insert_order(first)
+    await store.insert_order(second)
+    second.finish(OrderStatus.CANCELLED, "by request", 5)
+    await store.apply([OrderChange(second)])
+    fill = first.record_fill(1, D(1), D("0.5"), 10)
+    second.finish(OrderStatus.EXPIRED, "late", 6)
+    with pytest.raises(StoreError):
+        await store.apply([OrderChange(first, [fill]), OrderChange(second)])
+    loaded = await store.get("order-1")
+    assert loaded is not None and loaded.filled_qty == 0 and loaded.fills == []
+
+
+async def test_a_final_order_never_changes(store: OrderStore) -> None:
+    order = _order(1)
+    await store.insert_order(order)
+    order.finish(OrderStatus.CANCELLED, "by request", 5)
+    await store.apply([OrderChange(order)])
+    order.finish(OrderStatus.EXPIRED, "late", 6)
+    with pytest.raises(StoreError):
+        await store.apply([OrderChange(order)])
+    loaded = await store.get("order-1")
+    assert loaded is not None and loaded.status is OrderStatus.CANCELLED
+    assert loaded.reason == "by request"
+
+
+async def test_lists_page_newest_first_with_filters(store: OrderStore) -> None:
+    for n in range(5):
+        await store.insert_order(_order(n, symbol="ETHUSDT" if n % 2 else "BTCUSDT"))
+    await store.insert_order(_order(9, owner="bob"))
+    page = await store.list_orders("alice", status=None, symbol=None, limit=2, cursor=None)
+    assert [o.order_id for o in page.orders] == ["order-4", "order-3"]
+    assert page.next_cursor is not None
+    page = await store.list_orders(
+        "alice", status=None, symbol=None, limit=2, cursor=int(page.next_cursor)
+    )
+    assert [o.order_id for o in page.orders] == ["order-2", "order-1"]
+    assert page.next_cursor is not None
+    page = await store.list_orders(
+        "alice", status=None, symbol=None, limit=2, cursor=int(page.next_cursor)
+    )
+    assert [o.order_id for o in page.orders] == ["order-0"] and page.next_cursor is None
+    eth = await store.list_orders("alice", status=None, symbol="ETHUSDT", limit=50, cursor=None)
+    assert [o.order_id for o in eth.orders] == ["order-3", "order-1"]
+    order = _order(2, symbol="BTCUSDT")
+    order.finish(OrderStatus.CANCELLED, "x", 3)
+    await store.apply([OrderChange(order)])
+    cancelled = await store.list_orders(
+        "alice", status=OrderStatus.CANCELLED, symbol=None, limit=50, cursor=None
+    )
+    assert [o.order_id for o in cancelled.orders] == ["order-2"]
+    huge = await store.list_orders("alice", status=None, symbol=None, limit=50, cursor=2**70)
+    assert len(huge.orders) == 5
+
+
+async def test_open_orders_oldest_first_per_symbol(store: OrderStore) -> None:
+    for n in range(4):
+        await store.insert_order(_order(n, symbol="ETHUSDT" if n == 2 else "BTCUSDT"))
+    done = _order(1)
+    done.finish(OrderStatus.EXPIRED, "late", 2)
+    await store.apply([OrderChange(done)])
+    assert [o.order_id for o in await store.open_orders()] == ["order-0", "order-2", "order-3"]
+    assert [o.order_id for o in await store.open_orders("BTCUSDT")] == ["order-0", "order-3"]
+
+
+async def test_market_state_is_kept_with_the_fills(store: OrderStore) -> None:
+    assert await store.market_state("BTCUSDT") is None
+    order = _order(1)
+    await store.insert_order(order)
+    fill = order.record_fill(41, D(10), D("0.25"), 10)
+    state = MarketState("BTCUSDT", 41, asks=((D(10), D("0.25")),), bids=())
+    await store.apply([OrderChange(order, [fill])], state)
+    assert await store.market_state("BTCUSDT") == state
+    later = MarketState("BTCUSDT", 52, asks=(), bids=((D("9.5"), D(1)), (D(9), D(2))))
+    await store.apply([], later)
+    loaded = await store.market_state("BTCUSDT")
+    assert loaded is not None and loaded.last_update_id == 52 and loaded.asks == ()
+    assert sorted(loaded.bids) == sorted(later.bids)
+    assert await store.market_state("ETHUSDT") is None
+
+
+async def test_market_state_is_not_kept_when_its_change_is_refused(store: OrderStore) -> None:
+    order = _order(1)
+    await store.insert_order(order)
+    order.finish(OrderStatus.CANCELLED, "x", 2)
+    await store.apply([OrderChange(order)])
+    with pytest.raises(StoreError):
+        await store.apply([OrderChange(order)], MarketState("BTCUSDT", 9, asks=((D(1), D(1)),)))
+    assert await store.market_state("BTCUSDT") is None
+
+
+async def test_reads_are_never_torn_by_a_commit(store: OrderStore) -> None:
+    order = _order(1)
+    order.order_size = D(1000)
+    await store.insert_order(order)
+
+    async def write() -> None:
+        for n in range(1, 201):
+            await store.apply([OrderChange(order, [order.record_fill(n, D(1), D(1), n)])])
+
+    writer = asyncio.create_task(write())
+    while not writer.done():
+        seen = await store.get("order-1")
+        assert seen is not None
+        assert sum((f.qty for f in seen.fills), D(0)) == seen.filled_qty
+        assert len(seen.fills) == seen.fill_count
+        await asyncio.sleep(0)  # an adapter that answers without awaiting must not starve it
+    await writer
+
+
+async def test_what_is_stored_survives_a_reopen(adapter: Adapter) -> None:
+    if not adapter.durable:
+        pytest.skip("this adapter keeps nothing across processes, by design")
+    store = await adapter.open()
+    order = _order(1)
+    await store.insert_order(order)
+    fill = order.record_fill(3, D(2), D("0.5"), 10)
+    await store.apply(
+        [OrderChange(order, [fill])], MarketState("BTCUSDT", 3, asks=((D(2), D("0.5")),))
+    )
+    await store.close()
+    again = await adapter.open()
+    try:
+        loaded = await again.get("order-1")
+        assert loaded is not None and loaded.fills and loaded.filled_qty == D("0.5")
+        assert await again.market_state("BTCUSDT") == MarketState(
+            "BTCUSDT", 3, asks=((D(2), D("0.5")),)
+        )
+    finally:
+        await again.close()
