@@ -1,112 +1,209 @@
-"""The application factory: one `setup_*` per concern, lifetimes in cleanup contexts."""
+"""The composition root: builds the process for its role; nothing else picks adapters.
+
+Settings choose the adapters (SQLite or a `STORE_URL`, in-process or a `BUS_URL`) and the
+role chooses the parts: `all` runs intake, push and execution in one process (the embedded
+default); `api` runs intake and push; `executor` runs execution. Each part's lifetime is a
+cleanup context, started in this order and stopped in reverse:
+
+    adapters (store, bus, command queue, limiter, tasks)
+    market   (the upstream feed and who holds which symbol)        executor, all
+    push     (the hub: /ws fan-out)                               api, all
+    intake   (order handlers' service)                            api, all
+    execution (symbol workers; recovery, then commands)           executor, all
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
 
-from app.bus import InProcessBus
-from app.domain import BookUpdate
-from app.feed.binance import BinanceFeed
-from app.http import health, orders, ws
-from app.http.auth import Authenticator
+from app.adapters.binance.feed import BinanceFeed
+from app.adapters.inprocess import InProcessBus, InProcessCommandQueue
+from app.adapters.local_limiter import LocalLimiter
+from app.adapters.memory_store import MemoryStore
+from app.adapters.sqlite_store import SqliteStore
+from app.core.domain import BookUpdate
+from app.execution.executor import Executor
+from app.execution.interest import MarketInterest
+from app.http import health
+from app.http.auth import AUTH, Authenticator
 from app.http.errors import error_middleware
-from app.http.limits import MAX_BODY_BYTES, READ_TIMEOUT, READ_TIMEOUT_S, RateLimiter
+from app.http.limits import MAX_BODY_BYTES, READ_TIMEOUT, READ_TIMEOUT_S
+from app.http.metrics import setup_metrics
 from app.http.openapi import setup_openapi
 from app.http.origin import origin_middleware
 from app.http.pages import setup_pages
+from app.intake import http as intake_http
+from app.intake.service import IntakeService
 from app.keys import (
-    AUTH,
     BUS,
+    COMMANDS,
+    EXECUTOR,
     FEED,
+    INTAKE,
+    LIMITER,
     MARKET,
     PUSH_HUB,
-    RATE_LIMITER,
-    SERVICE,
     SETTINGS,
     STORE,
     TASKS,
 )
-from app.market import MarketInterest
-from app.metrics import setup_metrics
+from app.ports import OrderStore
+from app.push import ws
 from app.push.hub import PushHub
-from app.service.orders import OrderService
 from app.settings import Settings
-from app.store.sqlite import SqliteStore
 from app.tasks import TaskSupervisor
 
 log = structlog.get_logger(__name__)
 
 
-async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    store = await SqliteStore.open(
+class ConfigurationError(RuntimeError):
+    """The settings ask for something this process cannot build (one line, named)."""
+
+
+async def open_store(settings: Settings) -> OrderStore:
+    """The store `STORE_URL` names; SQLite at `DATABASE_PATH` when it is empty.
+
+    `memory://` is the in-memory adapter: nothing survives the process (benchmarks, tests).
+    """
+    if settings.store_url.startswith("memory:"):
+        log.warning("store.in_memory", note="nothing is durable: for tests and benchmarks only")
+        return MemoryStore()
+    if settings.store_url:
+        raise ConfigurationError(
+            "STORE_URL: a PostgreSQL store is not part of this build yet; "
+            "leave STORE_URL empty for SQLite"
+        )
+    return await SqliteStore.open(
         settings.database_path, busy_timeout_ms=settings.db_busy_timeout_ms
     )
-    app[STORE] = store
+
+
+class QuoteFanout:
+    """The feed's one callback, handing each quote to every part that takes quotes."""
+
+    def __init__(self) -> None:
+        self.on_update: list[Callable[[BookUpdate], None]] = []
+        self.on_stream_lost: list[Callable[[set[str]], None]] = []
+
+    def update(self, update: BookUpdate) -> None:
+        for consumer in self.on_update:
+            consumer(update)
+
+    def stream_lost(self, symbols: set[str]) -> None:
+        for consumer in self.on_stream_lost:
+            consumer(symbols)
+
+
+QUOTES = web.AppKey("quotes", QuoteFanout)
+
+
+async def _adapters_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.bus_url:
+        raise ConfigurationError(
+            "BUS_URL: a Redis bus is not part of this build yet; leave BUS_URL empty"
+        )
+    store = app[STORE] = await open_store(settings)
     log.info("store.opened", path=str(settings.database_path))
+    app[BUS] = InProcessBus()
+    app[COMMANDS] = InProcessCommandQueue()
+    app[LIMITER] = LocalLimiter(settings.rate_limit_per_s, settings.max_open_orders)
+    tasks = app[TASKS] = TaskSupervisor()
     yield
+    await tasks.close(timeout=settings.shutdown_timeout_s / 2)
     await store.close()
     log.info("store.closed")
 
 
-async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Service and feed live together: the feed feeds the service, the service steers it."""
+async def _market_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    tasks = app[TASKS] = TaskSupervisor()
-    bus = app[BUS] = InProcessBus()
-    service: OrderService | None = None
-    hub: PushHub | None = None
-
-    def on_update(update: BookUpdate) -> None:
-        if service is not None:
-            service.on_update(update)
-        if hub is not None:
-            hub.on_update(update)
-
-    def on_stream_lost(symbols: set[str]) -> None:
-        if service is not None:
-            service.on_stream_lost(symbols)
-
-    feed = app[FEED] = BinanceFeed(
+    quotes = app[QUOTES] = QuoteFanout()
+    feed = BinanceFeed(
         settings.binance_ws_url,
         settings.market_stream,
-        on_update,
-        on_stream_lost,
+        quotes.update,
+        quotes.stream_lost,
         unsubscribe_delay_s=settings.unsubscribe_delay_s,
         stall_timeout_s=settings.feed_stall_timeout_s,
         max_connection_age_s=settings.feed_max_connection_age_s,
     )
-    market = app[MARKET] = MarketInterest(feed)
-    service = app[SERVICE] = OrderService(
-        app[STORE],
-        bus,
-        market,
-        tasks,
-        default_timeout_s=settings.order_timeout_seconds,
-        max_open_orders=settings.max_open_orders,
-        idle_worker_s=settings.unsubscribe_delay_s,
-    )
-    hub = app[PUSH_HUB] = PushHub(bus, acquire_book=market.acquire, release_book=market.release)
-    tasks.spawn(hub.run(), name="push-hub", endless=True)
+    app[FEED] = feed
+    app[MARKET] = MarketInterest(feed)
     await feed.start()
-    await service.start()
     yield
-    await service.stop()
-    await tasks.close(timeout=settings.shutdown_timeout_s / 2)
     await feed.stop()
 
 
-def create_app(settings: Settings, *, read_timeout_s: float = READ_TIMEOUT_S) -> web.Application:
-    """The service; `read_timeout_s` bounds how long a client may take to send a request.
+async def _push_ctx(app: web.Application) -> AsyncIterator[None]:
+    market = app.get(MARKET)
+    hub = app[PUSH_HUB] = PushHub(
+        app[BUS],
+        acquire_book=market.acquire if market is not None else lambda symbol: None,
+        release_book=market.release if market is not None else lambda symbol: None,
+    )
+    if QUOTES in app:
+        app[QUOTES].on_update.append(hub.on_update)
+    app[TASKS].spawn(hub.run(), name="push-hub", endless=True)
+    yield
 
-    Headers: aiohttp closes a connection that has not sent a whole request line and headers
-    within its keep-alive timeout (counted from the connection or from the previous answer),
-    so that timeout is `read_timeout_s`. Body: `read_body` answers 408 past it. Whatever
-    is left of an unread body is drained for at most `read_timeout_s` too.
+
+async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+
+    def execution_ready() -> bool:
+        executor = app.get(EXECUTOR)
+        return executor is None or executor.ready
+
+    intake = app[INTAKE] = IntakeService(
+        app[STORE],
+        app[COMMANDS],
+        app[BUS],
+        app[LIMITER],
+        default_timeout_s=settings.order_timeout_seconds,
+        max_open_orders=settings.max_open_orders,
+        execution_ready=execution_ready,
+    )
+    await intake.start()
+    yield
+    await intake.stop()
+
+
+async def _execution_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    executor = app[EXECUTOR] = Executor(
+        app[STORE],
+        app[BUS],
+        app[MARKET],
+        app[LIMITER],
+        app[TASKS],
+        idle_worker_s=settings.unsubscribe_delay_s,
+    )
+    quotes = app[QUOTES]
+    quotes.on_update.insert(0, executor.on_update)  # matching before the book channel
+    quotes.on_stream_lost.append(executor.on_stream_lost)
+    await executor.start()  # recovery first: commands then arrive after the resumed orders
+    app[COMMANDS].consume(executor.on_command)
+    yield
+    await executor.stop()
+
+
+def create_app(
+    settings: Settings, *, role: str | None = None, read_timeout_s: float = READ_TIMEOUT_S
+) -> web.Application:
+    """The service for `role` (default: the ROLE setting).
+
+    `read_timeout_s` bounds how long a client may take to send a request. Headers: aiohttp
+    closes a connection that has not sent a whole request line and headers within its
+    keep-alive timeout (counted from the connection or from the previous answer), so that
+    timeout is `read_timeout_s`. Body: `read_body` answers 408 past it. Whatever is left of
+    an unread body is drained for at most `read_timeout_s` too.
     """
+    role = role or settings.role
+    serves_api = role in ("all", "api")
+    executes = role in ("all", "executor")
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[error_middleware, origin_middleware],
@@ -114,15 +211,20 @@ def create_app(settings: Settings, *, read_timeout_s: float = READ_TIMEOUT_S) ->
     )
     app[SETTINGS] = settings
     app[READ_TIMEOUT] = read_timeout_s
-    app[AUTH] = Authenticator(settings.api_tokens)
-    app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s)
     app.add_routes(health.routes)
-    app.add_routes(orders.routes)
-    app.add_routes(ws.routes)
-    setup_pages(app, settings.static_dir)
     setup_metrics(app)
-    setup_openapi(app)
-    app.on_shutdown.append(ws.close_all)
-    app.cleanup_ctx.append(_store_ctx)
-    app.cleanup_ctx.append(_service_ctx)
+    app.cleanup_ctx.append(_adapters_ctx)
+    if executes:
+        app.cleanup_ctx.append(_market_ctx)
+    if serves_api:
+        app[AUTH] = Authenticator(settings.api_tokens)
+        app.add_routes(intake_http.routes)
+        app.add_routes(ws.routes)
+        setup_pages(app, settings.static_dir)
+        setup_openapi(app)
+        app.on_shutdown.append(ws.close_all)
+        app.cleanup_ctx.append(_push_ctx)
+        app.cleanup_ctx.append(_intake_ctx)
+    if executes:
+        app.cleanup_ctx.append(_execution_ctx)
     return app

@@ -1,27 +1,29 @@
-"""Typed keys for everything the application object carries."""
+"""Typed keys for what the application object carries: the ports and the services.
+
+Keys of the HTTP edge's own helpers (the authenticator, the read timeout, the metrics
+registry) live beside those helpers in `app/http/`; nothing here imports the edge.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from app.bus import InProcessBus
-from app.feed.binance import BinanceFeed
-from app.http.auth import Authenticator
-from app.http.limits import RateLimiter
-from app.market import MarketInterest
+from app.execution.executor import Executor
+from app.execution.interest import MarketInterest
+from app.intake.service import IntakeService
+from app.ports import CommandQueue, EventBus, Limiter, MarketFeed, OrderStore
 from app.push.hub import PushHub
-from app.service.orders import OrderService
 from app.settings import Settings
-from app.store.base import OrderStore
 from app.tasks import TaskSupervisor
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", OrderStore)
-BUS = web.AppKey("bus", InProcessBus)
-FEED = web.AppKey("feed", BinanceFeed)
+BUS = web.AppKey("bus", EventBus)
+COMMANDS = web.AppKey("commands", CommandQueue)
+LIMITER = web.AppKey("limiter", Limiter)
+FEED = web.AppKey("feed", MarketFeed)
 MARKET = web.AppKey("market", MarketInterest)
-SERVICE = web.AppKey("service", OrderService)
-TASKS = web.AppKey("tasks", TaskSupervisor)
-AUTH = web.AppKey("auth", Authenticator)
+INTAKE = web.AppKey("intake", IntakeService)
+EXECUTOR = web.AppKey("executor", Executor)
 PUSH_HUB = web.AppKey("push_hub", PushHub)
-RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+TASKS = web.AppKey("tasks", TaskSupervisor)

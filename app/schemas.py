@@ -7,11 +7,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
-from app import rules
 from app.clock import rfc3339
-from app.decimals import avg_price, fmt
-from app.domain import OrderStatus, Side
-from app.order import Fill, Order
+from app.core import rules
+from app.core.decimals import avg_price, fmt
+from app.core.domain import OrderStatus, Side
+from app.core.order import Fill, Order
 
 _UPPER_BOUND = Decimal("1e20")
 MAX_FRACTION_DIGITS = 18

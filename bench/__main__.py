@@ -34,14 +34,17 @@ import aiohttp
 import orjson
 
 from app.__main__ import install_uvloop, tune_gc
-from app.bus import InProcessBus
+from app.adapters.binance.feed import BinanceFeed
+from app.adapters.inprocess import InProcessBus
+from app.adapters.local_limiter import LocalLimiter
+from app.adapters.sqlite_store import SqliteStore
 from app.clock import now_us
-from app.domain import OrderStatus, Side, StreamKind
-from app.feed.binance import BinanceFeed
-from app.order import Order
-from app.service.orders import OrderService
-from app.service.worker import SymbolWorker
-from app.store.sqlite import SqliteStore
+from app.core.commands import AddOrder
+from app.core.domain import OrderStatus, Side, StreamKind
+from app.core.order import Order
+from app.execution.executor import Executor
+from app.execution.interest import MarketInterest
+from app.execution.worker import SymbolWorker
 from app.tasks import TaskSupervisor
 from bench.intake_stages import CUT_STAGES
 from tests.service_process import free_port
@@ -238,21 +241,21 @@ async def bench_service_updates(
     with tempfile.TemporaryDirectory() as folder:
         store = await SqliteStore.open(Path(folder) / "md.db")
         tasks = TaskSupervisor()
-        service: OrderService | None = None
+        executor: Executor | None = None
         first_frame: list[float] = []
 
         def on_update(update: Any) -> None:
             if not first_frame:
                 first_frame.append(time.perf_counter())
-            service.on_update(update)  # type: ignore[union-attr]
+            executor.on_update(update)  # type: ignore[union-attr]
 
         feed = BinanceFeed(url, StreamKind.BOOK_TICKER, on_update)
-        service = OrderService(store, InProcessBus(), feed, tasks, default_timeout_s=3600)
+        executor = Executor(store, InProcessBus(), MarketInterest(feed), LocalLimiter(0, 0), tasks)
         await feed.start()
-        await service.start()
+        await executor.start()
         for n in range(resting):
-            service._route(_order(n, "BENCH", "1000"))  # resting sells nobody's bid reaches
-        worker = service._workers["BENCH"]
+            executor.on_command(AddOrder(_order(n, "BENCH", "1000")))  # bids never reach them
+        worker = executor._workers["BENCH"]
         while len(worker.matcher) < resting:
             await asyncio.sleep(0.01)
         await emulator.send(f"wait {STREAM} {opened}")
@@ -263,7 +266,7 @@ async def bench_service_updates(
         elapsed = time.perf_counter() - first_frame[0]  # from the first frame, as the bare client
         cpu = time.process_time() - cpu
         await blast
-        await service.stop()
+        await executor.stop()
         await tasks.close()
         await feed.stop()
         await store.close()
@@ -324,7 +327,7 @@ class _NullFeed:
 async def bench_memory(resting: int) -> float:
     worker = SymbolWorker("MEM", _NullStore(), InProcessBus(), _NullFeed())  # type: ignore[arg-type]
     orders = [_order(n, "MEM", "1000") for n in range(resting)]
-    from app.service.worker import Add, _Batch
+    from app.execution.worker import Add, _Batch
 
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]

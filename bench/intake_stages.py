@@ -5,8 +5,8 @@ as `python -m app`) with the layers after STAGE cut off, for this measurement on
 
 - `http`: the HTTP layer (token, rate limit, JSON, validation, the answer) over an order
   service that accepts at once, answering with one prebuilt order;
-- `service`: the order service too (the order, its `accepted` event, the symbol worker)
-  over a store that stores nothing.
+- `service`: intake and execution too (the order, its `accepted` event, the command, the
+  symbol worker) over the in-memory store adapter (`STORE_URL=memory://`): nothing durable.
 
 The whole service, every order committed before its 202, is `python -m app` itself.
 `python -m bench` measures each stage under the same load as the bare handler and the
@@ -22,25 +22,22 @@ CUT_STAGES = ("http", "service")
 
 
 def _cut(stage: str) -> None:
-    from app.bus import order_event
-    from app.service.orders import OrderService, Submission
-    from app.store.sqlite import SqliteStore
-    from bench.__main__ import _order
+    import os
 
     if stage == "http":
-        order = _order(0, "BENCHUSDT", "1000")
-        accepted = Submission(order, True, order_event("accepted", order).order)
+        from app.core.events import EventKind, order_event
+        from app.intake.service import IntakeService, Submission
+        from bench.__main__ import _order
 
-        async def submit(self: OrderService, owner: str, request: Any) -> Submission:
+        order = _order(0, "BENCHUSDT", "1000")
+        accepted = Submission(order_event(EventKind.ACCEPTED, order).order, True)
+
+        async def submit(self: IntakeService, owner: str, request: Any) -> Submission:
             return accepted
 
-        OrderService.submit = submit  # type: ignore[method-assign]
+        IntakeService.submit = submit  # type: ignore[method-assign]
     elif stage == "service":
-
-        async def insert_order(self: SqliteStore, order: Any) -> None:
-            pass
-
-        SqliteStore.insert_order = insert_order  # type: ignore[method-assign]
+        os.environ["STORE_URL"] = "memory://"  # the composition root's memory adapter
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
-from app.bus import OrderEvent
+from app.core.events import OrderEvent
 from app.emulator.server import BinanceEmulator
 from app.keys import BUS
 from app.logs import configure_logging
@@ -88,7 +88,7 @@ class EventLog:
         self, order_id: str, event: str, *, count: int = 1, timeout: float = 5.0
     ) -> list[OrderEvent]:
         def matching() -> list[OrderEvent]:
-            return [e for e in self.of(order_id) if e.event == event]
+            return [e for e in self.of(order_id) if e.kind == event]
 
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(lambda: len(matching()) >= count)

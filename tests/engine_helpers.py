@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from app.domain import BookUpdate, Side
-from app.engine.matching import RestingOrder
+from app.core.domain import BookUpdate, Side
+from app.core.matching import RestingOrder
 
 D = Decimal
 FAR = 1e18  # an expiry that never comes

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from app.domain import StreamKind
+from app.core.domain import StreamKind
 
 
 async def place(client: TestClient, expect: int = 202, **fields: Any) -> dict[str, Any]:  # type: ignore[type-arg]

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 
-from app.domain import BookUpdate
+from app.core.domain import BookUpdate
 
 Fill = tuple[str, int, Decimal, Decimal]  # (order_id, update_id, price, qty)
 Levels = tuple[tuple[Decimal, Decimal], ...]

@@ -1,4 +1,4 @@
-"""The matching engine (app/engine/matching.py), rule by rule of the fill model.
+"""The matching engine (app/core/matching.py), rule by rule of the fill model.
 
 Every test asserts the exact executions: (order_id, price, qty), with update ids where
 they matter. Helpers are local so these tests depend on nothing but the engine.
@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from app.decimals import fmt
-from app.domain import BookUpdate, Execution, Side
-from app.engine.matching import RestingOrder, SymbolMatcher
+from app.core.decimals import fmt
+from app.core.domain import BookUpdate, Execution, Side
+from app.core.matching import RestingOrder, SymbolMatcher
 
 D = Decimal
 NEVER = 1e18  # an expiry that never comes

@@ -20,8 +20,8 @@ from decimal import Context, Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.domain import BookUpdate, Side
-from app.engine.matching import RestingOrder, SymbolMatcher
+from app.core.domain import BookUpdate, Side
+from app.core.matching import RestingOrder, SymbolMatcher
 from tests.reference_model import ReferenceModel
 
 _EXACT = Context(prec=100)

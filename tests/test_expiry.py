@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.service.expiry import ExpiryTimer
+from app.execution.expiry import ExpiryTimer
 
 
 class FakeClock:

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from app.adapters.binance.feed import BinanceFeed
+from app.adapters.binance.parsing import MalformedFrame, Response, ServerShutdown, parse_frame
 from app.clock import rfc3339
-from app.domain import BookUpdate, StreamKind
+from app.core.domain import BookUpdate, StreamKind
 from app.emulator.server import BinanceEmulator
-from app.feed.binance import BinanceFeed
-from app.feed.parsing import MalformedFrame, Response, ServerShutdown, parse_frame
 from app.push.hub import book_message
 
 
@@ -273,9 +273,11 @@ async def test_rollover_of_more_streams_than_the_url_holds_leaves_no_gap(
     make_feed,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import app.feed.binance
+    import app.adapters.binance.feed
 
-    monkeypatch.setattr(app.feed.binance, "MAX_URL_STREAMS_CHARS", 40)  # two streams per URL
+    monkeypatch.setattr(
+        app.adapters.binance.feed, "MAX_URL_STREAMS_CHARS", 40
+    )  # two streams per URL
     feed, received = await make_feed(max_connection_age_s=0.6)
     symbols = [f"S{n}USDT" for n in range(6)]
     for symbol in symbols:
@@ -396,9 +398,9 @@ async def test_an_unexpected_error_in_the_connection_restarts_it_after_backoff(
     make_feed,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import app.feed.binance
+    import app.adapters.binance.feed
 
-    real_open = app.feed.binance._Connection._open
+    real_open = app.adapters.binance.feed._Connection._open
     calls = 0
 
     async def open_once_broken(self: Any) -> Any:
@@ -408,7 +410,7 @@ async def test_an_unexpected_error_in_the_connection_restarts_it_after_backoff(
             raise RuntimeError("not a network error")
         return await real_open(self)
 
-    monkeypatch.setattr(app.feed.binance._Connection, "_open", open_once_broken)
+    monkeypatch.setattr(app.adapters.binance.feed._Connection, "_open", open_once_broken)
     feed, received = await make_feed()
     with capture_logs() as logs:
         feed.acquire("BTCUSDT")
@@ -455,12 +457,12 @@ async def test_an_oversize_frame_replaces_the_connection(
     emulator: BinanceEmulator,
     make_feed,  # type: ignore[no-untyped-def]
 ) -> None:
-    import app.feed.binance
+    import app.adapters.binance.feed
 
     feed, received = await make_feed()
     feed.acquire("BTCUSDT")
     await emulator.wait_subscribed("btcusdt@bookTicker")
-    limit = app.feed.binance.MAX_FRAME_BYTES
+    limit = app.adapters.binance.feed.MAX_FRAME_BYTES
     assert 64 * 1024 <= limit <= 16 * 1024 * 1024  # depth20 frames are a few KB
     huge = {"u": 1, "s": "BTCUSDT", "b": "1", "B": "1", "a": "2", "A": "1", "x": "0" * limit}
     with capture_logs() as logs:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp.test_utils import TestClient
 
-from app.domain import StreamKind
+from app.core.domain import StreamKind
 from app.emulator.server import BinanceEmulator
 from tests.conftest import EventLog
 from tests.helpers import fetch, place, stream
@@ -67,7 +67,7 @@ async def test_the_original_task_example_sell_25_at_42(
     assert final["status"] == "filled"
     assert [(f["price"], f["qty"]) for f in final["fills"]] == [("42", "5"), ("42.5", "20")]
     assert final["avg_price"] == "42.4"
-    kinds = [e.event for e in events.of(order["order_id"])]
+    kinds = [e.kind for e in events.of(order["order_id"])]
     assert kinds == ["accepted", "fill", "fill", "filled"]
 
 
@@ -260,7 +260,7 @@ async def test_depth_mode_sweeps_levels_best_first(
 
 
 async def test_health_and_readiness(client: TestClient, emulator: BinanceEmulator) -> None:  # type: ignore[type-arg]
-    from app.keys import SERVICE
+    from app.keys import EXECUTOR
 
     assert (await client.get("/healthz")).status == 200
     ready = await client.get("/readyz")
@@ -271,7 +271,7 @@ async def test_health_and_readiness(client: TestClient, emulator: BinanceEmulato
     await emulator.wait_subscribed(stream("LTCBTC"))
     feed = (await (await client.get("/readyz")).json())["feed"]
     assert feed["connected"] and feed["connections"][0]["streams"] == ["ltcbtc@bookTicker"]
-    client.app[SERVICE].ready = False  # as before recovery has finished
+    client.app[EXECUTOR].ready = False  # as before recovery has finished
     not_ready = await client.get("/readyz")
     assert not_ready.status == 503 and (await not_ready.json())["ready"] is False
     refused = await client.post(

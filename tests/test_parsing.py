@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from app.decimals import EXACT, fmt
-from app.domain import BookUpdate
-from app.feed.parsing import MalformedFrame, parse_frame
+from app.adapters.binance.parsing import MalformedFrame, parse_frame
+from app.core.decimals import EXACT, fmt
+from app.core.domain import BookUpdate
 from app.push.hub import book_message
 
 GOOD = {"u": 400900217, "s": "BTCUSDT", "b": "61824.01000000", "B": "1.23400000",

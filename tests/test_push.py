@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import orjson
 
-from app.bus import InProcessBus, OrderEvent
+from app.adapters.inprocess import InProcessBus
+from app.core.domain import OrderStatus, Side
+from app.core.events import EventKind, OrderEvent
+from app.core.order import Order
 from app.push.client import OVERFLOW_CLOSE_CODE, PushClient
 from app.push.hub import PushHub
 from tests.engine_helpers import ticker
@@ -31,7 +35,14 @@ class FakeSocket:
 
 
 def _event(seq: int) -> OrderEvent:
-    return OrderEvent("fill", "me", "order-1", "X", {"order_id": "order-1"}, {"seq": seq})
+    order = Order(
+        order_id="order-1", owner="me", client_order_id=None, symbol="X", side=Side.BUY,
+        order_size=Decimal(100), price=Decimal(1), timeout_s=30, status=OrderStatus.OPEN,
+        created_at_us=1, updated_at_us=1, expires_at_us=2,
+    )  # fmt: skip
+    fill = order.record_fill(seq, Decimal(1), Decimal(1), seq)
+    fill.seq = seq
+    return OrderEvent(EventKind.FILL, order.snapshot(), fill)
 
 
 async def test_a_stuck_client_is_closed_and_the_others_get_everything() -> None:

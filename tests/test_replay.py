@@ -9,10 +9,10 @@ from decimal import Decimal
 
 from aiohttp.test_utils import TestClient
 
-from app.domain import BookUpdate
+from app.adapters.binance.parsing import parse_frame
+from app.core.domain import BookUpdate
 from app.emulator.server import BinanceEmulator
 from app.emulator.sources import recorded_quotes
-from app.feed.parsing import parse_frame
 from tests.conftest import EventLog
 from tests.helpers import fetch, place
 from tests.reference_model import ReferenceModel

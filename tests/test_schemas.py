@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from app.domain import OrderStatus, Side
-from app.order import Order
+from app.core.domain import OrderStatus, Side
+from app.core.order import Order
 from app.schemas import FillView, OrderList, OrderView, fill_json, order_json
 
 

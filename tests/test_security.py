@@ -9,9 +9,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from app.adapters.local_limiter import LocalLimiter
 from app.emulator.server import BinanceEmulator
-from app.http.errors import ApiError
-from app.http.limits import RateLimiter
 
 TOKENS = "alice:alice-secret-token,bob:bob-secret-token"
 ALICE = {"Authorization": "Bearer alice-secret-token"}
@@ -175,18 +174,15 @@ async def test_rate_limit_counts_every_order_request(start_app) -> None:  # type
 
 def test_rate_limiter_refills_at_its_rate() -> None:
     now = [0.0]
-    limiter = RateLimiter(2, clock=lambda: now[0])
-    limiter.check("a")
-    limiter.check("a")
-    with pytest.raises(ApiError) as limited:
-        limiter.check("a")
-    assert limited.value.status == 429
-    limiter.check("b")  # per owner
+    limiter = LocalLimiter(2, 0, clock=lambda: now[0])
+    assert limiter.take_request_now("a") == 0
+    assert limiter.take_request_now("a") == 0
+    assert limiter.take_request_now("a") == pytest.approx(0.5)  # refused: one token in 0.5 s
+    assert limiter.take_request_now("b") == 0  # per owner
     now[0] = 0.5  # one token back
-    limiter.check("a")
-    with pytest.raises(ApiError):
-        limiter.check("a")
-    RateLimiter(0).check("a")  # 0 turns it off
+    assert limiter.take_request_now("a") == 0
+    assert limiter.take_request_now("a") > 0
+    assert LocalLimiter(0, 0).take_request_now("a") == 0  # 0 turns it off
 
 
 async def test_open_order_cap(start_app, emulator: BinanceEmulator) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,6 @@ idle symbols."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -13,52 +12,16 @@ from typing import Any
 
 import pytest
 
-from app.bus import InProcessBus
-from app.domain import BookUpdate, OrderStatus, Side
-from app.order import Order
-from app.schemas import LimitOrderRequest
-from app.service.orders import OrderAlreadyFinal, OrderService
-from app.store.base import OrderChange
-from app.store.sqlite import SqliteStore
-from app.tasks import TaskSupervisor
-from tests.test_service import FakeFeed
+from app.adapters.sqlite_store import SqliteStore
+from app.core.domain import OrderStatus, Side
+from app.core.order import Order
+from app.intake.service import OrderAlreadyFinal
+from app.ports import OrderChange
+from tests.harness import Harness, order_request
 
 
-def _request(**fields: object) -> LimitOrderRequest:
-    return LimitOrderRequest.model_validate({"symbol": "LTCBTC", "side": "sell", **fields})
-
-
-class Service:
-    """An OrderService on a real store, restartable on the same database file."""
-
-    def __init__(self, store: SqliteStore, **options: Any) -> None:
-        self.store = store
-        self.bus = InProcessBus()
-        self.tasks = TaskSupervisor()
-        self.feed = FakeFeed()
-        self.service = OrderService(
-            store, self.bus, self.feed, self.tasks, default_timeout_s=30, **options
-        )
-        self.subscription = self.bus.subscribe()
-        self.update_id = 0
-
-    async def event(self, order_id: str, kind: str, timeout: float = 5.0) -> Any:
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self.subscription.queue.get()
-                if event is not None and event.order_id == order_id and event.event == kind:
-                    return event
-
-    def quote(self, bid: str, bid_qty: str, ask: str = "100", ask_qty: str = "1") -> None:
-        self.update_id += 1
-        self.service.on_update(
-            BookUpdate("LTCBTC", self.update_id, ((Decimal(bid), Decimal(bid_qty)),),
-                       ((Decimal(ask), Decimal(ask_qty)),), received_at=time.time())
-        )  # fmt: skip
-
-    async def stop(self) -> None:
-        await self.service.stop()
-        await self.tasks.close()
+def _request(**fields: object) -> Any:
+    return order_request(**fields)
 
 
 @pytest.fixture
@@ -69,9 +32,9 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 @pytest.fixture
-async def running(store: SqliteStore) -> AsyncIterator[Service]:
-    service = Service(store)
-    await service.service.start()
+async def running(store: SqliteStore) -> AsyncIterator[Harness]:
+    service = Harness(store)
+    await service.start()
     yield service
     await service.stop()
 
@@ -131,16 +94,16 @@ class GatedStore(SqliteStore):
 @pytest.mark.parametrize("ending", ["fill", "expiry"])
 async def test_a_cancel_that_loses_a_race_answers_409_not_503(tmp_path: Path, ending: str) -> None:
     store = await GatedStore.open(tmp_path / "gated.db")
-    service = Service(store)
-    await service.service.start()
+    service = Harness(store)
+    await service.start()
     try:
         timeout = 0.3 if ending == "expiry" else 30
-        order, *_ = await service.service.submit(
+        order, *_ = await service.intake.submit(
             "me", _request(order_size="1", price="1", timeout_s=timeout)
         )
         gate = store.gate = asyncio.Event()
         read = store.read_while_gated = asyncio.Event()
-        cancel = asyncio.create_task(service.service.cancel("me", order.order_id))
+        cancel = asyncio.create_task(service.intake.cancel("me", order.order_id))
         await read.wait()  # the cancel has read the order while it was still open
         if ending == "fill":
             service.quote("1", "5")
@@ -164,26 +127,26 @@ async def test_liquidity_taken_before_a_restart_is_not_taken_again(
 ) -> None:
     path = tmp_path / "restart.db"
     store = await SqliteStore.open(path)
-    first = Service(store)
-    await first.service.start()
-    order, *_ = await first.service.submit("me", _request(order_size="10", price="1"))
+    first = Harness(store)
+    await first.start()
+    order, *_ = await first.intake.submit("me", _request(order_size="10", price="1"))
     first.quote("1", "3")  # takes all 3 shown at 1
     await first.event(order.order_id, "fill")
     if shutdown == "graceful":
         await first.stop()
     else:  # as kill -9 would: nothing is stopped, everything in memory is gone
-        await first.tasks.close(timeout=0)
+        await first.crash()
     await store.close()
 
     store = await SqliteStore.open(path)
-    second = Service(store)
+    second = Harness(store)
     second.update_id = first.update_id
-    await second.service.start()
+    await second.start()
     try:
         second.quote("1", "3")  # the same 3 shown again: nothing new to take
         second.quote("1", "5")  # it grew by 2: only those 2 are new
         fill = await second.event(order.order_id, "fill")
-        assert fill.fill["qty"] == "2"
+        assert fill.fill is not None and fill.fill.qty == Decimal(2)
         stored = await store.get(order.order_id)
         assert stored is not None
         assert [(f.seq, f.qty) for f in stored.fills] == [(1, Decimal(3)), (2, Decimal(2))]
@@ -197,15 +160,15 @@ async def test_liquidity_taken_before_a_restart_is_not_taken_again(
 
 @pytest.mark.parametrize("poison", ["1." + "1" * 149, "1E+999999"])
 async def test_a_poison_quote_neither_kills_the_symbol_nor_keeps_orders_past_expiry(
-    running: Service, poison: str
+    running: Harness, poison: str
 ) -> None:
-    service = running.service
+    service = running.intake
     # Size 10: a fill's value at that price is beyond what exact arithmetic can hold.
     doomed, *_ = await service.submit("me", _request(order_size="10", price="1", timeout_s=0.5))
     other, *_ = await service.submit("me", _request(order_size="1", price="50"))
     running.quote(poison, "10")  # a bid the sell at 1 would take, at an absurd price
     expired = await running.event(doomed.order_id, "expired", timeout=5)
-    assert expired.order["status"] == "expired"
+    assert expired.order.status is OrderStatus.EXPIRED
     async with asyncio.timeout(5):
         cancelled = await service.cancel("me", other.order_id)
     assert cancelled.status is OrderStatus.CANCELLED
@@ -233,15 +196,15 @@ class RefusingStore(SqliteStore):
 
 async def test_a_commit_that_cannot_succeed_is_not_retried_forever(tmp_path: Path) -> None:
     store = await RefusingStore.open(tmp_path / "refusing.db")
-    service = Service(store)
-    await service.service.start()
+    service = Harness(store)
+    await service.start()
     try:
-        bad, *_ = await service.service.submit("me", _request(order_size="1", price="1"))
-        other, *_ = await service.service.submit("me", _request(order_size="1", price="50"))
+        bad, *_ = await service.intake.submit("me", _request(order_size="1", price="1"))
+        other, *_ = await service.intake.submit("me", _request(order_size="1", price="50"))
         store.refused_order = bad.order_id
         service.quote("1", "1")
         async with asyncio.timeout(5):  # the symbol still answers
-            cancelled = await service.service.cancel("me", other.order_id)
+            cancelled = await service.intake.cancel("me", other.order_id)
         assert cancelled.status is OrderStatus.CANCELLED
         stored = await store.get(bad.order_id)
         assert stored is not None and stored.status is OrderStatus.OPEN and not stored.fills
@@ -254,27 +217,27 @@ async def test_a_commit_that_cannot_succeed_is_not_retried_forever(tmp_path: Pat
 
 
 async def test_idle_symbols_release_their_workers(store: SqliteStore) -> None:
-    service = Service(store, idle_worker_s=0.05)
-    await service.service.start()
+    service = Harness(store, idle_worker_s=0.05)
+    await service.start()
     try:
         orders = []
         for n in range(40):
-            order, *_ = await service.service.submit(
+            order, *_ = await service.intake.submit(
                 "me", _request(symbol=f"SYM{n}", order_size="1", price="1")
             )
             orders.append(order)
-        assert service.service.state()["workers"] == 40
+        assert service.executor.state()["workers"] == 40
         for order in orders:
-            await service.service.cancel("me", order.order_id)
+            await service.intake.cancel("me", order.order_id)
         async with asyncio.timeout(5):
-            while service.service.state()["workers"]:  # noqa: ASYNC110 (no event to await)
+            while service.executor.state()["workers"]:  # noqa: ASYNC110 (no event to await)
                 await asyncio.sleep(0.02)  # the workers stop on their own timers
         # A symbol used again gets a fresh worker, which works as before.
-        again, *_ = await service.service.submit(
+        again, *_ = await service.intake.submit(
             "me", _request(symbol="SYM1", order_size="1", price="1")
         )
-        assert service.service.state()["workers"] == 1
-        cancelled = await service.service.cancel("me", again.order_id)
+        assert service.executor.state()["workers"] == 1
+        cancelled = await service.intake.cancel("me", again.order_id)
         assert cancelled.status is OrderStatus.CANCELLED
     finally:
         await service.stop()

@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 
 from app.application import create_app
-from app.http import errors, orders
+from app.http import errors
+from app.intake import http as orders
 from app.settings import Settings
 
 READ_TIMEOUT_S = 0.3

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from app.domain import OrderStatus, Side
-from app.order import Order
-from app.store.base import DuplicateClientOrderId, OrderChange, StoreError
-from app.store.migrations import MIGRATIONS
-from app.store.sqlite import SqliteStore
+from app.adapters.migrations import MIGRATIONS
+from app.adapters.sqlite_store import SqliteStore
+from app.core.domain import OrderStatus, Side
+from app.core.order import Order
+from app.ports import DuplicateClientOrderId, OrderChange, StoreError
 
 
 def _order(n: int, *, client_order_id: str | None = None, owner: str = "alice") -> Order:

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.emulator.server import BinanceEmulator
-from app.keys import SERVICE
+from app.keys import STORE
 from tests.conftest import EventLog
 from tests.helpers import partly_filled_sell, place, stream
 
@@ -129,24 +129,26 @@ async def test_bad_client_messages_get_an_error_and_the_socket_stays_open(
 
 
 class SnapshotGate:
-    """Holds the snapshot read of /ws subscriptions, before or after it reads the store."""
+    """Holds the next store read (the /ws snapshot), before or after it reads the store."""
 
     def __init__(self, client: TestClient, *, hold_after_read: bool) -> None:  # type: ignore[type-arg]
-        self.service = client.app[SERVICE]
-        self.original = self.service.get
+        self.store = client.app[STORE]
+        self.original = self.store.get
         self.reached = asyncio.Event()
         self.release = asyncio.Event()
         self.hold_after_read = hold_after_read
 
-    async def get(self, owner: str, order_id: str) -> Any:
+    async def get(self, order_id: str, *, with_fills: bool = True) -> Any:
+        if self.reached.is_set():  # one-shot: later reads go straight through
+            return await self.original(order_id, with_fills=with_fills)
         if self.hold_after_read:
-            order = await self.original(owner, order_id)
+            order = await self.original(order_id, with_fills=with_fills)
             self.reached.set()
             await self.release.wait()
             return order
         self.reached.set()
         await self.release.wait()
-        return await self.original(owner, order_id)
+        return await self.original(order_id, with_fills=with_fills)
 
 
 @pytest.mark.parametrize(
@@ -160,7 +162,7 @@ async def test_subscribing_between_two_fills_loses_and_repeats_nothing(
         "order_id"
     ]
     gate = SnapshotGate(client, hold_after_read=hold_after_read)
-    monkeypatch.setattr(gate.service, "get", gate.get)
+    monkeypatch.setattr(gate.store, "get", gate.get)
     async with client.ws_connect("/ws") as ws:
         await ws.send_json({"op": "subscribe", "order_id": order_id})
         await gate.reached.wait()

@@ -1,0 +1,1 @@
+"""Adapters: the ports implemented on real engines (SQLite, memory, in-process, Binance)."""

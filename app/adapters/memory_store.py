@@ -12,9 +12,9 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.domain import MarketState, OrderStatus
-from app.order import Order
-from app.store.base import (
+from app.core.domain import MarketState, OrderStatus
+from app.core.order import Order
+from app.ports import (
     DuplicateClientOrderId,
     OrderChange,
     OrderPage,

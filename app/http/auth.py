@@ -48,3 +48,6 @@ class Authenticator:
                 headers={"WWW-Authenticate": 'Bearer realm="trade-executor"'},
             )
         return owner
+
+
+AUTH = web.AppKey("auth", Authenticator)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from app.keys import FEED, SERVICE, STORE
+from app.keys import EXECUTOR, FEED, INTAKE, SETTINGS, STORE
 
 routes = web.RouteTableDef()
 
@@ -16,22 +16,25 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    service = request.app.get(SERVICE)
+    """200 once the store answers and what this process runs has started (and recovered)."""
+    app = request.app
     database = "ok"
     try:
-        store = request.app.get(STORE)
+        store = app.get(STORE)
         if store is None:
             database = "not open"
         else:
             await store.ping()
     except Exception as exc:
         database = f"error: {exc}"
-    feed = request.app.get(FEED)
-    ready = database == "ok" and service is not None and service.ready
+    intake, executor, feed = app.get(INTAKE), app.get(EXECUTOR), app.get(FEED)
+    parts_ready = [part.ready for part in (intake, executor) if part is not None]
+    ready = database == "ok" and bool(parts_ready) and all(parts_ready)
     body = {
         "ready": ready,
+        "role": app[SETTINGS].role,
         "database": database,
-        "service": service.state() if service is not None else {"ready": False},
+        "service": executor.state() if executor is not None else {"ready": ready},
         "feed": feed.state() if feed is not None else None,
     }
     return web.json_response(body, status=200 if ready else 503)

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
-from app import rules
+from app.core import rules
 from app.schemas import ErrorResponse, LimitOrderRequest, OrderList, OrderView
 
 _REF = "#/components/schemas/{model}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app import rules
+from app.core import rules
 
 PAGE_RULES = {"symbol_pattern": rules.SYMBOL_PATTERN, "decimal_pattern": rules.DECIMAL_PATTERN}
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSCloseCode, web
 
+from app.core.events import EventKind
+
 OVERFLOW_CLOSE_CODE = WSCloseCode.TRY_AGAIN_LATER  # 1013
 OVERFLOW_REASON = "too slow: outgoing queue full; reconnect and resubscribe for a snapshot"
 CLOSE_TIMEOUT_S = 2.0
@@ -26,7 +28,7 @@ class OrderInterest:
     """Where a client is in one subscribed order's event stream."""
 
     ready: bool = False  # snapshot sent; until then events wait in `held`
-    held: list[tuple[str, int, str]] = field(default_factory=list)  # (event, fill seq, frame)
+    held: list[tuple[EventKind, int, str]] = field(default_factory=list)  # (kind, fill seq, frame)
     fill_seq: int = 0  # the last fill the client has (in the snapshot or pushed)
     final: bool = False  # the client has seen the order end
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import orjson
 
-from app.bus import EventBus, OrderEvent
 from app.clock import rfc3339
-from app.decimals import fmt
-from app.domain import BookUpdate
+from app.core.decimals import fmt
+from app.core.domain import BookUpdate
+from app.core.events import EventKind, OrderEvent
+from app.ports import EventBus
 from app.push.client import OrderInterest, PushClient
-
-FINAL_EVENTS = frozenset({"filled", "expired", "cancelled", "rejected"})
+from app.schemas import fill_json, order_json
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -47,9 +47,14 @@ def book_message(update: BookUpdate) -> dict[str, Any]:
 
 
 def _order_frame(event: OrderEvent) -> str:
-    message: dict[str, Any] = {"type": "order", "event": event.event, "order": event.order}
+    """The event as the contract shows it, rendered once for every client that gets it."""
+    message: dict[str, Any] = {
+        "type": "order",
+        "event": event.kind.value,
+        "order": order_json(event.order, with_fills=False),
+    }
     if event.fill is not None:
-        message["fill"] = event.fill
+        message["fill"] = fill_json(event.fill)
     return encode(message)
 
 
@@ -93,21 +98,21 @@ class PushHub:
             if interest is None:
                 client.send(frame)
             elif not interest.ready:
-                interest.held.append((event.event, event.fill_seq, frame))
+                interest.held.append((event.kind, event.fill_seq, frame))
             else:
-                self._deliver(client, interest, event.event, event.fill_seq, frame)
+                self._deliver(client, interest, event.kind, event.fill_seq, frame)
 
     @staticmethod
     def _deliver(
-        client: PushClient, interest: OrderInterest, kind: str, fill_seq: int, frame: str
+        client: PushClient, interest: OrderInterest, kind: EventKind, fill_seq: int, frame: str
     ) -> None:
-        if interest.final or kind in ("accepted", "snapshot"):
+        if interest.final or kind is EventKind.ACCEPTED:
             return  # the snapshot already covers it
-        if kind == "fill":
+        if kind is EventKind.FILL:
             if fill_seq <= interest.fill_seq:
                 return
             interest.fill_seq = fill_seq
-        elif kind in FINAL_EVENTS:
+        elif kind.is_final:
             interest.final = True
         client.send(frame)
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from app.adapters.memory_store import MemoryStore
-from app.domain import MarketState, OrderStatus, Side
-from app.order import Order
-from app.store.base import DuplicateClientOrderId, OrderChange, OrderStore, StoreError
-from app.store.sqlite import SqliteStore
+from app.adapters.sqlite_store import SqliteStore
+from app.core.domain import MarketState, OrderStatus, Side
+from app.core.order import Order
+from app.ports import DuplicateClientOrderId, OrderChange, OrderStore, StoreError
 
 D = Decimal
 

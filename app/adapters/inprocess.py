@@ -1,52 +1,18 @@
-"""Order events, published only after the change they describe is committed.
+"""The in-process bus and command queue: the embedded default, one process, no broker.
 
-The in-process bus is the embedded default; a Redis Streams bus would implement the same
-protocol. Subscribers get their own queue; what to do when a consumer falls behind is the
-subscriber's choice (the /ws layer bounds and closes; tests read everything).
+Bus subscribers get their own queue; what to do when a consumer falls behind is the
+subscriber's choice (the /ws layer bounds and closes; tests read everything). Commands go
+straight to execution's handler, in the order they were sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Sequence
 
-from app.order import Order
-from app.schemas import order_json
-
-
-@dataclass(frozen=True, slots=True)
-class OrderEvent:
-    event: str  # accepted | fill | filled | expired | cancelled | rejected
-    owner: str
-    order_id: str
-    symbol: str
-    order: dict[str, Any]  # the order object of CONTRACT.md, without fills
-    fill: dict[str, Any] | None = None
-
-    @property
-    def fill_seq(self) -> int:
-        """The order's fill count once this event happened (orders fills exactly once)."""
-        return int(self.fill["seq"]) if self.fill else 0
-
-
-def order_event(event: str, order: Order, fill: dict[str, Any] | None = None) -> OrderEvent:
-    """The event for `order` as it is now (its view is taken at once, not later)."""
-    view = order_json(order, with_fills=False)
-    return OrderEvent(event, order.owner, order.order_id, order.symbol, view, fill)
-
-
-class Subscription(Protocol):
-    def __aiter__(self) -> AsyncIterator[OrderEvent]: ...
-
-    def close(self) -> None: ...
-
-
-class EventBus(Protocol):
-    async def publish(self, events: list[OrderEvent]) -> None: ...
-
-    def subscribe(self, maxsize: int = 0) -> Subscription: ...
+from app.core.commands import OrderCommand
+from app.core.events import OrderEvent
+from app.ports import CommandHandler
 
 
 class _QueueSubscription:
@@ -86,7 +52,7 @@ class InProcessBus:
     def __init__(self) -> None:
         self._subscriptions: set[_QueueSubscription] = set()
 
-    async def publish(self, events: list[OrderEvent]) -> None:
+    async def publish(self, events: Sequence[OrderEvent]) -> None:
         for subscription in list(self._subscriptions):
             for event in events:
                 subscription.offer(event)
@@ -101,3 +67,23 @@ class InProcessBus:
             self._subscriptions.remove(subscription)
             return True
         return False
+
+
+class InProcessCommandQueue:
+    """Hands each command to the consumer at once; holds them until one is there."""
+
+    def __init__(self) -> None:
+        self._handler: CommandHandler | None = None
+        self._waiting: list[OrderCommand] = []
+
+    async def send(self, command: OrderCommand) -> None:
+        if self._handler is None:
+            self._waiting.append(command)
+        else:
+            self._handler(command)
+
+    def consume(self, handler: CommandHandler) -> None:
+        self._handler = handler
+        waiting, self._waiting = self._waiting, []
+        for command in waiting:
+            handler(command)

@@ -8,14 +8,14 @@ from typing import Any
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from app import rules
+from app.core import rules
+from app.http.auth import AUTH
 from app.http.errors import ApiError
 from app.http.origin import origin_allowed
-from app.keys import AUTH, PUSH_HUB, SERVICE, SETTINGS
+from app.keys import PUSH_HUB, SETTINGS, STORE
 from app.push.client import PushClient
 from app.push.hub import encode
 from app.schemas import order_json
-from app.service.orders import OrderNotFound
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -36,7 +36,7 @@ class _Session:
         self.app = request.app
         self.client = client
         self.hub = request.app[PUSH_HUB]
-        self.service = request.app[SERVICE]
+        self.store = request.app[STORE]
         self.max_subscriptions = request.app[SETTINGS].ws_max_subscriptions
 
     def room_for_one_more(self) -> bool:
@@ -118,9 +118,8 @@ class _Session:
             return
         # Interest first, snapshot second: nothing committed in between can be missed.
         self.hub.watch_order(self.client, order_id)
-        try:
-            order = await self.service.get(self.client.owner, order_id)
-        except OrderNotFound:
+        order = await self.store.get(order_id)  # the order and its fills, one state
+        if order is None or order.owner != self.client.owner:  # the same answer for both
             self.hub.unwatch_order(self.client, order_id)
             self.error(f"order {order_id} not found")
             return

@@ -15,8 +15,8 @@ from decimal import Decimal
 
 from sortedcontainers import SortedDict
 
-from app.decimals import EXACT, ZERO
-from app.domain import BookUpdate, Execution, Level, MarketState, Side
+from app.core.decimals import EXACT, ZERO
+from app.core.domain import BookUpdate, Execution, Level, MarketState, Side
 
 
 class RestingOrder:

@@ -23,10 +23,11 @@ from typing import Any
 import aiosqlite
 import structlog
 
-from app.decimals import fmt
-from app.domain import Level, MarketState, OrderStatus, Side
-from app.order import Fill, Order
-from app.store.base import (
+from app.adapters.migrations import migrate
+from app.core.decimals import fmt
+from app.core.domain import Level, MarketState, OrderStatus, Side
+from app.core.order import Fill, Order
+from app.ports import (
     DuplicateClientOrderId,
     OrderChange,
     OrderPage,
@@ -34,7 +35,6 @@ from app.store.base import (
     StoreError,
     StoreUnavailable,
 )
-from app.store.migrations import migrate
 
 log = structlog.get_logger(__name__)
 

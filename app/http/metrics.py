@@ -7,6 +7,7 @@ paths only bump plain integers; the HTTP latency histogram is observed per reque
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -25,20 +26,25 @@ class ServiceCollector(Collector):
         self._app = app
 
     def collect(self) -> Iterator[Metric]:
-        from app.keys import FEED, PUSH_HUB, SERVICE
+        from app.keys import EXECUTOR, FEED, INTAKE, PUSH_HUB
 
-        service = self._app.get(SERVICE)
+        executor = self._app.get(EXECUTOR)
+        intake = self._app.get(INTAKE)
         feed = self._app.get(FEED)
         hub = self._app.get(PUSH_HUB)
-        if service is not None:
+        if executor is not None or intake is not None:
             reached = CounterMetricFamily(
                 "executor_orders", "Orders that reached each status", labels=["status"]
             )
-            for status, count in sorted(service.status_counts.items()):
+            counts = Counter(executor.status_counts if executor is not None else {})
+            if intake is not None:
+                counts["open"] += intake.accepted
+            for status, count in sorted(counts.items()):
                 reached.add_metric([status], count)
             yield reached
-            yield GaugeMetricFamily("executor_open_orders", "Orders open now", service.open_count)
-            totals = service.worker_totals()
+        if executor is not None:
+            yield GaugeMetricFamily("executor_open_orders", "Orders open now", executor.open_count)
+            totals = executor.worker_totals()
             yield CounterMetricFamily("executor_fills", "Fills committed", totals["fills"])
             updates = CounterMetricFamily(
                 "executor_market_updates", "Upstream updates by outcome", labels=["outcome"]
@@ -46,6 +52,10 @@ class ServiceCollector(Collector):
             updates.add_metric(["applied"], totals["applied"])
             updates.add_metric(["skipped"], totals["skipped"])
             yield updates
+            yield CounterMetricFamily(
+                "executor_worker_rebuilds", "Symbol workers rebuilt from the store after a failure",
+                totals["rebuilds"],
+            )  # fmt: skip
         if feed is not None:
             state = feed.state()
             yield GaugeMetricFamily(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from app.decimals import EXACT, ZERO
-from app.domain import OrderStatus, Side
+from app.core.decimals import EXACT, ZERO
+from app.core.domain import OrderStatus, Side
 
 
 @dataclass(slots=True)
@@ -37,6 +37,10 @@ class Order:
     fill_count: int = 0
     reason: str | None = None
     fills: list[Fill] = field(default_factory=list)  # loaded only where needed
+
+    def snapshot(self) -> Order:
+        """A copy of the order as it is now, without its fills (for an event)."""
+        return replace(self, fills=[])
 
     @property
     def remaining_qty(self) -> Decimal:

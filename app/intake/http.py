@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -13,18 +14,19 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
+from app.http.auth import AUTH
 from app.http.errors import ApiError, json_response, validation_error
 from app.http.limits import READ_TIMEOUT
-from app.keys import AUTH, RATE_LIMITER, SERVICE
-from app.schemas import ErrorDetail, LimitOrderRequest, ListQuery, order_json
-from app.service.orders import (
+from app.intake.service import (
     IdempotencyConflict,
     NotReady,
     OrderAlreadyFinal,
     OrderNotFound,
     TooManyOpenOrders,
 )
-from app.store.base import StoreError
+from app.keys import INTAKE, LIMITER, SETTINGS
+from app.ports import StoreError
+from app.schemas import ErrorDetail, LimitOrderRequest, ListQuery, order_json
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -104,24 +106,30 @@ def _unavailable(message: str) -> ApiError:
     return ApiError(503, message, headers={"Retry-After": "1"})
 
 
-def order_request_owner(request: web.Request) -> str:
+async def order_request_owner(request: web.Request) -> str:
     """Authenticate an order request (POST/DELETE) and count it against the rate limit."""
     owner = request.app[AUTH].owner(request)
-    request.app[RATE_LIMITER].check(owner)
+    wait_s = await request.app[LIMITER].take_request(owner)
+    if wait_s:
+        rate = request.app[SETTINGS].rate_limit_per_s
+        raise ApiError(
+            429,
+            f"rate limit: at most {rate:g} order requests per second",
+            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+        )
     return owner
 
 
 @routes.post("/order/limit")
 async def submit_order(request: web.Request) -> web.Response:
-    owner = order_request_owner(request)
+    owner = await order_request_owner(request)
     body = await read_json_object(request)
     try:
         order_request = LimitOrderRequest.model_validate(body)
     except ValidationError as exc:
         raise validation_error(exc) from exc
-    service = request.app[SERVICE]
     try:
-        order, created, view = await service.submit(owner, order_request)
+        order, created = await request.app[INTAKE].submit(owner, order_request)
     except IdempotencyConflict as exc:
         differs = f"differs from order {exc.existing.order_id}, placed with this client_order_id"
         raise ApiError(
@@ -139,10 +147,9 @@ async def submit_order(request: web.Request) -> web.Response:
         raise _unavailable(f"the order was not stored: {exc}") from exc
     location = f"/orders/{order.order_id}"
     return json_response(
-        view if view is not None else order_json(order, with_fills=True),
-        status=202 if created else 200,
+        order_json(order, with_fills=True), status=202 if created else 200,
         headers={"Location": location},
-    )
+    )  # fmt: skip
 
 
 @routes.get("/orders")
@@ -152,7 +159,10 @@ async def list_orders(request: web.Request) -> web.Response:
         query = ListQuery.model_validate(dict(request.query))
     except ValidationError as exc:
         raise validation_error(exc) from exc
-    page = await request.app[SERVICE].list_orders(owner, query)
+    page = await request.app[INTAKE].list_orders(
+        owner, status=query.status, symbol=query.symbol, limit=query.limit,
+        cursor=None if query.cursor is None else int(query.cursor),
+    )  # fmt: skip
     return json_response({
         "orders": [order_json(order, with_fills=False) for order in page.orders],
         "next_cursor": page.next_cursor,
@@ -164,7 +174,7 @@ async def get_order(request: web.Request) -> web.Response:
     owner = request.app[AUTH].owner(request)
     order_id = request.match_info["order_id"]
     try:
-        order = await request.app[SERVICE].get(owner, order_id)
+        order = await request.app[INTAKE].get(owner, order_id)
     except OrderNotFound as exc:
         raise _not_found(order_id) from exc
     return json_response(order_json(order, with_fills=True))
@@ -172,10 +182,10 @@ async def get_order(request: web.Request) -> web.Response:
 
 @routes.delete("/orders/{order_id}")
 async def cancel_order(request: web.Request) -> web.Response:
-    owner = order_request_owner(request)
+    owner = await order_request_owner(request)
     order_id = request.match_info["order_id"]
     try:
-        order = await request.app[SERVICE].cancel(owner, order_id)
+        order = await request.app[INTAKE].cancel(owner, order_id)
     except OrderNotFound as exc:
         raise _not_found(order_id) from exc
     except OrderAlreadyFinal as exc:

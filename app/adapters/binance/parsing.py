@@ -4,7 +4,7 @@ Prices and quantities must be what Binance sends and the contract bounds: plain 
 decimal strings ("61824.01000000"), finite, non-negative, below 10^20 and with at most 18
 digits after the point. Anything else (an exponent, a sign, 150 digits, non-ASCII digits
 such as "٣", whitespace) is a MalformedFrame, so no upstream number can later trap in the
-exact arithmetic (app/decimals.py) or anywhere else downstream. Update ids are ints in
+exact arithmetic (app/core/decimals.py) or anywhere else downstream. Update ids are ints in
 [0, 2^63). A level at price 0 (how Binance shows an empty book side) is no level; in
 depth frames neither is a level of quantity 0.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from app.domain import BookUpdate, Level
+from app.core.domain import BookUpdate, Level
 
 MAX_UPDATE_ID = 2**63 - 1
 

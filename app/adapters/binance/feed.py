@@ -33,9 +33,9 @@ import orjson
 import structlog
 from aiohttp.http import WSMessageNoDecodeText
 
+from app.adapters.binance.parsing import MalformedFrame, Response, ServerShutdown, parse_frame
 from app.clock import rfc3339
-from app.domain import BookUpdate, StreamKind
-from app.feed.parsing import MalformedFrame, Response, ServerShutdown, parse_frame
+from app.core.domain import BookUpdate, StreamKind
 
 log = structlog.get_logger(__name__)
 

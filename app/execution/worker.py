@@ -16,14 +16,13 @@ from typing import Protocol
 
 import structlog
 
-from app.bus import EventBus, OrderEvent, order_event
 from app.clock import now_us, rfc3339
-from app.domain import BookUpdate, Execution, MarketState, OrderStatus
-from app.engine.matching import RestingOrder, SymbolMatcher
-from app.order import Order
-from app.schemas import fill_json
-from app.service.expiry import ExpiryTimer
-from app.store.base import OrderChange, OrderStore, StoreUnavailable
+from app.core.domain import BookUpdate, Execution, MarketState, OrderStatus
+from app.core.events import EventKind, OrderEvent, order_event
+from app.core.matching import RestingOrder, SymbolMatcher
+from app.core.order import Fill, Order
+from app.execution.expiry import ExpiryTimer
+from app.ports import EventBus, OrderChange, OrderStore, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +48,8 @@ class WorkerHooks(Protocol):
     def holding(self, order: Order) -> None:
         """The worker holds this open order (idempotent)."""
 
-    def final(self, order: Order) -> None:
-        """The order ended (filled, cancelled, expired); its change is about to commit."""
+    async def ended(self, orders: list[Order]) -> None:
+        """These orders ended (filled, cancelled, expired), committed and published."""
 
     def dropped(self, order: Order) -> None:
         """The worker let go of an order without ending it (it rebuilds from the store)."""
@@ -67,7 +66,6 @@ class Add:
 @dataclass(slots=True)
 class Cancel:
     order_id: str
-    reply: asyncio.Future[Order | None]
 
 
 @dataclass(slots=True)
@@ -94,7 +92,7 @@ class _Batch:
     def __init__(self) -> None:
         self.changes: dict[str, OrderChange] = {}
         self.events: list[OrderEvent] = []
-        self.replies: list[tuple[asyncio.Future[Order | None], Order | None]] = []
+        self.ended: list[Order] = []
 
     def changed(self, order: Order) -> OrderChange:
         change = self.changes.get(order.order_id)
@@ -102,8 +100,8 @@ class _Batch:
             change = self.changes[order.order_id] = OrderChange(order, [])
         return change
 
-    def emit(self, event: str, order: Order, fill: dict[str, object] | None = None) -> None:
-        self.events.append(order_event(event, order, fill))
+    def emit(self, kind: EventKind, order: Order, fill: Fill | None = None) -> None:
+        self.events.append(order_event(kind, order, fill))
 
 
 class SymbolWorker:
@@ -143,10 +141,7 @@ class SymbolWorker:
             self._wakeup.set()
 
     def abandon(self) -> None:
-        """This worker died: answer the cancels still waiting on it ("not held here")."""
-        for command in self._commands:
-            if isinstance(command, Cancel) and not command.reply.done():
-                command.reply.set_result(None)
+        """This worker died: what it still had queued goes with it (the store has it all)."""
         self._commands.clear()
 
     async def run(self) -> None:
@@ -205,10 +200,7 @@ class SymbolWorker:
             elif isinstance(command, Add):
                 self._add(command.order, batch)
             elif isinstance(command, Cancel):
-                order = self._finish(
-                    command.order_id, OrderStatus.CANCELLED, "cancelled by request", batch
-                )
-                batch.replies.append((command.reply, order))
+                self._finish(command.order_id, OrderStatus.CANCELLED, "cancelled by request", batch)
             elif isinstance(command, Expire):
                 self._finish(command.order_id, OrderStatus.EXPIRED, self._expiry_reason(), batch)
             elif isinstance(command, StreamLost):
@@ -222,9 +214,8 @@ class SymbolWorker:
         self.fills += sum(len(change.new_fills) for change in batch.changes.values())
         if batch.events:
             await self._bus.publish(batch.events)
-        for reply, order in batch.replies:
-            if not reply.done():
-                reply.set_result(order)
+        if batch.ended and self._hooks is not None:
+            await self._hooks.ended(batch.ended)
         if self._subscribed and not self.orders:
             self._subscribed = False
             self._feed.release(self.symbol)
@@ -253,14 +244,14 @@ class SymbolWorker:
             order = self.orders[execution.order_id]
             fill = order.record_fill(execution.update_id, execution.price, execution.qty, ts_us)
             batch.changed(order).new_fills.append(fill)  # type: ignore[attr-defined]
-            batch.emit("fill", order, fill_json(fill))
+            batch.emit(EventKind.FILL, order, fill)
             self._log.info(
                 "order.fill", order_id=order.order_id, seq=fill.seq, price=str(fill.price),
                 qty=str(fill.qty), update_id=fill.update_id, status=order.status.value,
             )  # fmt: skip
             if order.status is OrderStatus.FILLED:
-                self._release(order)
-                batch.emit("filled", order)
+                self._release(order, batch)
+                batch.emit(EventKind.FILLED, order)
 
     def _finish(
         self, order_id: str, status: OrderStatus, reason: str, batch: _Batch
@@ -270,17 +261,16 @@ class SymbolWorker:
             return None
         self.matcher.remove(order_id)
         order.finish(status, reason, now_us())
-        self._release(order)
+        self._release(order, batch)
         batch.changed(order)
-        batch.emit(status.value, order)
+        batch.emit(EventKind.ending(status), order)
         self._log.info("order.final", order_id=order_id, status=status.value, reason=reason)
         return order
 
-    def _release(self, order: Order) -> None:
+    def _release(self, order: Order, batch: _Batch) -> None:
         del self.orders[order.order_id]
         self._expiries.discard(order.order_id)
-        if self._hooks is not None:
-            self._hooks.final(order)
+        batch.ended.append(order)
 
     def _expiry_reason(self) -> str:
         if self.matcher.last_update_id is None:
@@ -371,7 +361,4 @@ class SymbolWorker:
             return await self._process(control)
         except Exception:
             self._log.exception("worker.rebuild_failed")
-            for command in control:
-                if isinstance(command, Cancel) and not command.reply.done():
-                    command.reply.set_result(None)
             return any(isinstance(command, Stop) for command in control)

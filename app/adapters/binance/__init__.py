@@ -1,0 +1,1 @@
+"""The Binance market-data client (the MarketFeed port)."""

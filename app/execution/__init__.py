@@ -1,0 +1,1 @@
+"""Execution: the symbol workers that match, commit and publish, with expiry and recovery."""

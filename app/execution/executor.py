@@ -1,0 +1,197 @@
+"""Execution: one worker per symbol, fed by commands and market data; recovery at start.
+
+The executor consumes intake's commands (add, cancel) and the feed's quotes, routes both to
+the symbol's worker, and owns the feed subscriptions through `MarketInterest`. It answers
+nobody directly: what it did is in the store, then on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import structlog
+
+from app.clock import now_us
+from app.core.commands import AddOrder, CancelOrder, OrderCommand
+from app.core.domain import BookUpdate, OrderStatus
+from app.core.events import EventKind, order_event
+from app.core.order import Order
+from app.execution.interest import MarketInterest
+from app.execution.worker import Add, Cancel, Stop, StreamLost, SymbolWorker
+from app.ports import EventBus, Limiter, OrderChange, OrderStore
+from app.tasks import TaskSupervisor
+
+log = structlog.get_logger(__name__)
+
+
+class Executor:
+    def __init__(
+        self,
+        store: OrderStore,
+        bus: EventBus,
+        market: MarketInterest,
+        limiter: Limiter,
+        tasks: TaskSupervisor,
+        *,
+        idle_worker_s: float | None = None,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._market = market
+        self._limiter = limiter
+        self._tasks = tasks
+        self._idle_worker_s = idle_worker_s  # a worker with no order stops after this long
+        self._workers: dict[str, SymbolWorker] = {}
+        self._open: dict[str, str] = {}  # order_id -> symbol, for every order a worker holds
+        self.status_counts: Counter[str] = Counter()
+        self._retired: Counter[str] = Counter()  # totals of workers that have stopped
+        self.worker_deaths = 0
+        self.ready = False
+        self._stopping = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover: resume orders still in time, expire the rest, then become ready."""
+        now = now_us()
+        expired: list[Order] = []
+        resumed = 0
+        for order in await self._store.open_orders():
+            if order.expires_at_us <= now:
+                order.finish(
+                    OrderStatus.EXPIRED, "expired: the service was down at expires_at", now
+                )
+                expired.append(order)
+            else:
+                resumed += 1
+                self._route(order)
+        if expired:
+            await self._store.apply([OrderChange(order) for order in expired])
+            self.status_counts[OrderStatus.EXPIRED.value] += len(expired)
+            await self._bus.publish([order_event(EventKind.EXPIRED, order) for order in expired])
+            for order in expired:
+                await self._limiter.release_open(order.owner)
+        self.ready = True
+        log.info("executor.recovered", resumed=resumed, expired=len(expired))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.ready = False
+        for worker in self._workers.values():
+            worker.submit(Stop())
+
+    # -- inputs: commands and market data ---------------------------------------------------
+
+    def on_command(self, command: OrderCommand) -> None:
+        if isinstance(command, AddOrder):
+            self._route(command.order)
+        elif isinstance(command, CancelOrder):
+            worker = self._workers.get(command.symbol)
+            if worker is not None:  # none: the order is not open here (final, or unknown)
+                worker.submit(Cancel(command.order_id))
+
+    def on_update(self, update: BookUpdate) -> None:
+        worker = self._workers.get(update.symbol)
+        if worker is not None:
+            worker.submit(update)
+
+    def on_stream_lost(self, symbols: set[str]) -> None:
+        for symbol in symbols:
+            worker = self._workers.get(symbol)
+            if worker is not None:
+                worker.submit(StreamLost())
+
+    # -- workers --------------------------------------------------------------------------
+
+    def _route(self, order: Order) -> None:
+        self.holding(order)
+        self._worker(order.symbol).submit(Add(order))
+
+    def _worker(self, symbol: str) -> SymbolWorker:
+        worker = self._workers.get(symbol)
+        if worker is None:
+            worker = self._workers[symbol] = SymbolWorker(
+                symbol, self._store, self._bus, self._market, hooks=self,
+                idle_after_s=self._idle_worker_s,
+            )  # fmt: skip
+            task = self._tasks.spawn(worker.run(), name=f"worker:{symbol}")
+            task.add_done_callback(lambda task: self._worker_ended(worker, task))
+        return worker
+
+    def _worker_ended(self, worker: SymbolWorker, task: asyncio.Task[None]) -> None:
+        """A worker that died of an error it could not handle is replaced, never gone."""
+        if self._workers.get(worker.symbol) is not worker:
+            return
+        self._retire(worker)
+        if task.cancelled() or task.exception() is None or self._stopping:
+            return
+        self.worker_deaths += 1
+        log.error("worker.replaced", symbol=worker.symbol, deaths=self.worker_deaths)
+        for order in worker.orders.values():
+            self.dropped(order)
+        worker.abandon()
+        self._tasks.spawn(self._revive(worker.symbol), name=f"revive:{worker.symbol}")
+
+    async def _revive(self, symbol: str) -> None:
+        for order in await self._store.open_orders(symbol):
+            self._route(order)
+
+    # -- WorkerHooks: what workers tell the executor ------------------------------------------
+
+    def holding(self, order: Order) -> None:
+        self._open.setdefault(order.order_id, order.symbol)
+
+    async def ended(self, orders: list[Order]) -> None:
+        owners: Counter[str] = Counter()
+        for order in orders:
+            self._open.pop(order.order_id, None)
+            self.status_counts[order.status.value] += 1
+            owners[order.owner] += 1
+        for owner, count in owners.items():
+            await self._limiter.release_open(owner, count)
+
+    def dropped(self, order: Order) -> None:
+        self._open.pop(order.order_id, None)
+
+    def idle(self, worker: SymbolWorker) -> bool:
+        if self._stopping or self._workers.get(worker.symbol) is not worker:
+            return False
+        self._retire(worker)
+        return True
+
+    def _retire(self, worker: SymbolWorker) -> None:
+        del self._workers[worker.symbol]
+        self._retired.update(self._totals_of(worker))
+
+    # -- what it reports ------------------------------------------------------------------
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    @staticmethod
+    def _totals_of(worker: SymbolWorker) -> dict[str, int]:
+        return {
+            "fills": worker.fills,
+            "applied": worker.updates_applied,
+            "skipped": worker.updates_skipped,
+            "rebuilds": worker.rebuilds,
+        }
+
+    def worker_totals(self) -> dict[str, int]:
+        """Counts since start, stopped workers included (they feed monotonic counters)."""
+        totals = Counter(self._retired)
+        for worker in self._workers.values():
+            totals.update(self._totals_of(worker))
+        return {key: totals[key] for key in ("fills", "applied", "skipped", "rebuilds")}
+
+    def state(self) -> dict[str, object]:
+        return {
+            "ready": self.ready,
+            "open_orders": len(self._open),
+            "symbols": sorted(s for s, w in self._workers.items() if w.orders),
+            "workers": len(self._workers),
+            "worker_rebuilds": self.worker_totals()["rebuilds"],
+            "worker_deaths": self.worker_deaths,
+        }

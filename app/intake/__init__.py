@@ -1,0 +1,1 @@
+"""Intake: validate an order, make it durable, hand it to execution, answer."""

@@ -1,0 +1,287 @@
+"""Intake: accept an order (validated, idempotent, durable), hand it to execution, answer.
+
+It runs no workers. An order is stored, its `accepted` event published and an `AddOrder`
+command sent; a cancel is a `CancelOrder` command whose answer comes back the way it would
+from another process: through the bus (the order's final event) and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from typing import NamedTuple, Protocol
+
+import structlog
+
+from app.clock import now_us
+from app.core.commands import AddOrder, CancelOrder
+from app.core.domain import OrderStatus, Side
+from app.core.events import EventKind, order_event
+from app.core.order import Order
+from app.ids import new_order_id
+from app.ports import (
+    CommandQueue,
+    DuplicateClientOrderId,
+    EventBus,
+    Limiter,
+    OrderPage,
+    OrderStore,
+    Subscription,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class OrderNotFound(Exception):
+    pass
+
+
+class OrderAlreadyFinal(Exception):
+    def __init__(self, order: Order) -> None:
+        super().__init__(f"order {order.order_id} is already {order.status.value}")
+        self.order = order
+
+
+class IdempotencyConflict(Exception):
+    def __init__(self, existing: Order, fields: list[str]) -> None:
+        super().__init__(
+            f"client_order_id {existing.client_order_id!r} is already used by order "
+            f"{existing.order_id} with different {', '.join(fields)}"
+        )
+        self.existing = existing
+        self.fields = fields
+
+
+class NewOrder(Protocol):
+    """What a client asks for (the HTTP request model has exactly these fields)."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def side(self) -> Side: ...
+    @property
+    def order_size(self) -> Decimal: ...
+    @property
+    def price(self) -> Decimal: ...
+    @property
+    def timeout_s(self) -> float | None: ...
+    @property
+    def client_order_id(self) -> str | None: ...
+
+
+class Submission(NamedTuple):
+    order: Order  # as accepted (a snapshot), or the existing order for a repeated key
+    created: bool  # False: an existing order returned for a repeated client_order_id
+
+
+class NotReady(Exception):
+    pass
+
+
+class TooManyOpenOrders(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"too many open orders: at most {limit} per owner")
+        self.limit = limit
+
+
+# How long a cancel waits for execution's answer before it reads what is stored.
+CANCEL_WAIT_S = 5.0
+
+
+def _differences(existing: Order, request: NewOrder, timeout_s: float) -> list[str]:
+    wanted: dict[str, tuple[object, object]] = {
+        "symbol": (existing.symbol, request.symbol),
+        "side": (existing.side, request.side),
+        "order_size": (existing.order_size, request.order_size),
+        "price": (existing.price, request.price),
+        "timeout_s": (Decimal(str(existing.timeout_s)), Decimal(str(timeout_s))),
+    }
+    return [name for name, (have, want) in wanted.items() if have != want]
+
+
+class _Endings:
+    """Futures that resolve when an order's final event passes on the bus."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+
+    def watch(self, order_id: str) -> asyncio.Future[None]:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(order_id, []).append(future)
+        return future
+
+    def unwatch(self, order_id: str, future: asyncio.Future[None]) -> None:
+        futures = self._waiting.get(order_id)
+        if futures is not None:
+            futures.remove(future)
+            if not futures:
+                del self._waiting[order_id]
+
+    async def follow(self, subscription: Subscription) -> None:
+        try:
+            async for event in subscription:
+                if event.kind.is_final and event.order_id in self._waiting:
+                    for future in self._waiting[event.order_id]:
+                        if not future.done():
+                            future.set_result(None)
+        finally:
+            subscription.close()
+
+
+class IntakeService:
+    def __init__(
+        self,
+        store: OrderStore,
+        commands: CommandQueue,
+        bus: EventBus,
+        limiter: Limiter,
+        *,
+        default_timeout_s: float,
+        max_open_orders: int = 0,
+        execution_ready: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._store = store
+        self._commands = commands
+        self._bus = bus
+        self._limiter = limiter
+        self._default_timeout_s = default_timeout_s
+        self._max_open = max_open_orders
+        self._execution_ready = execution_ready
+        self._endings = _Endings()
+        self.accepted = 0
+        self._started = False
+        self._stopping = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Count each owner's open orders from the store, and follow order endings."""
+        open_by_owner = Counter(order.owner for order in await self._store.open_orders())
+        await self._limiter.reset_open(open_by_owner)
+        self._follower = asyncio.create_task(
+            self._endings.follow(self._bus.subscribe()), name="intake-endings"
+        )
+        self._started = True
+
+    async def stop(self) -> None:
+        self._stopping = True
+        follower = getattr(self, "_follower", None)
+        if follower is not None:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+
+    @property
+    def ready(self) -> bool:
+        return self._started and not self._stopping and self._execution_ready()
+
+    # -- orders -------------------------------------------------------------------------
+
+    async def submit(self, owner: str, request: NewOrder) -> Submission:
+        """Persist a new order and hand it to execution; `created` is False for a
+        repeated client_order_id."""
+        if not self.ready:
+            raise NotReady()
+        timeout_s = request.timeout_s or self._default_timeout_s
+        if request.client_order_id is not None:
+            existing = await self._store.get_by_client_order_id(owner, request.client_order_id)
+            if existing is not None:
+                return Submission(self._same_or_conflict(existing, request, timeout_s), False)
+        if not await self._limiter.reserve_open(owner):
+            raise TooManyOpenOrders(self._max_open)
+        try:
+            return await self._accept(owner, request, timeout_s)
+        except BaseException:
+            await self._limiter.release_open(owner)
+            raise
+
+    async def _accept(self, owner: str, request: NewOrder, timeout_s: float) -> Submission:
+        created = now_us()
+        order = Order(
+            order_id=new_order_id(),
+            owner=owner,
+            client_order_id=request.client_order_id,
+            symbol=request.symbol,
+            side=request.side,
+            order_size=request.order_size,
+            price=request.price,
+            timeout_s=timeout_s,
+            status=OrderStatus.OPEN,
+            created_at_us=created,
+            updated_at_us=created,
+            expires_at_us=created + round(timeout_s * 1_000_000),
+        )
+        try:
+            await self._store.insert_order(order)
+        except DuplicateClientOrderId:
+            # Two requests raced with the same key: the first one won.
+            existing = await self._store.get_by_client_order_id(owner, order.client_order_id or "")
+            if existing is None:
+                raise
+            await self._limiter.release_open(owner)
+            return Submission(self._same_or_conflict(existing, request, timeout_s), False)
+        log.info(
+            "order.accepted", order_id=order.order_id, symbol=order.symbol,
+            side=order.side.value, size=str(order.order_size), price=str(order.price),
+        )  # fmt: skip
+        self.accepted += 1
+        accepted = order_event(EventKind.ACCEPTED, order)
+        await self._bus.publish([accepted])
+        await self._commands.send(AddOrder(order))
+        return Submission(accepted.order, True)
+
+    @staticmethod
+    def _same_or_conflict(existing: Order, request: NewOrder, timeout_s: float) -> Order:
+        differences = _differences(existing, request, timeout_s)
+        if differences:
+            raise IdempotencyConflict(existing, differences)
+        return existing
+
+    async def get(self, owner: str, order_id: str) -> Order:
+        order = await self._store.get(order_id)
+        if order is None or order.owner != owner:
+            raise OrderNotFound(order_id)
+        return order
+
+    async def list_orders(
+        self,
+        owner: str,
+        *,
+        status: OrderStatus | None = None,
+        symbol: str | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+    ) -> OrderPage:
+        return await self._store.list_orders(
+            owner, status=status, symbol=symbol, limit=limit, cursor=cursor
+        )
+
+    async def cancel(self, owner: str, order_id: str) -> Order:
+        """Cancel an open order: it comes back cancelled, or OrderAlreadyFinal if a fill or
+        an expiry committed first (whichever the store holds)."""
+        order = await self.get(owner, order_id)
+        if order.status.is_final:
+            raise OrderAlreadyFinal(order)
+        if not self.ready:
+            raise NotReady()
+        ending = self._endings.watch(order_id)  # before the command: its answer can't slip by
+        try:
+            await self._commands.send(CancelOrder(order_id, order.symbol))
+            now = await self._store.get(order_id)  # it may have ended before we watched
+            if now is not None and not now.status.is_final:
+                try:
+                    async with asyncio.timeout(CANCEL_WAIT_S):
+                        await ending
+                except TimeoutError:
+                    log.warning("order.cancel_unanswered", order_id=order_id, wait_s=CANCEL_WAIT_S)
+        finally:
+            self._endings.unwatch(order_id, ending)
+        final = await self._store.get(order_id)
+        if final is None:
+            raise OrderNotFound(order_id)
+        if final.status is OrderStatus.CANCELLED:
+            return final
+        if final.status.is_final:
+            raise OrderAlreadyFinal(final)
+        raise NotReady()  # execution did not answer in time: it is starting or stopping

@@ -1,0 +1,156 @@
+"""The ports: what intake, execution and push need from the world, as small protocols.
+
+Each is implemented by adapters (`app/adapters/`): the store by SQLite and memory, the bus
+and the command queue in process, the market feed by the Binance client, the limiter in
+process. The composition root (`app.application`) picks them from settings and the role;
+a contract suite per port (`tests/contracts/`) runs against every adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.core.commands import OrderCommand
+from app.core.domain import MarketState, OrderStatus
+from app.core.events import OrderEvent
+from app.core.order import Fill, Order
+
+# -- the store ---------------------------------------------------------------------------
+
+
+class StoreError(Exception):
+    """The store could not complete a write; nothing of it was kept."""
+
+
+class StoreUnavailable(StoreError):
+    """The database could not take the write now (busy, locked, I/O): it may on a retry."""
+
+
+class StoreConflict(StoreError):
+    """The write contradicts what is stored (a final order, a fill already stored).
+
+    Retrying cannot help: the writer's view is wrong and must be rebuilt from the store.
+    """
+
+
+class DuplicateClientOrderId(Exception):
+    """Another order of this owner already carries this client_order_id."""
+
+
+@dataclass(slots=True)
+class OrderChange:
+    """An order's new totals and status, with the fills that produced them."""
+
+    order: Order
+    new_fills: Sequence[Fill] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPage:
+    orders: list[Order]
+    next_cursor: str | None
+
+
+class OrderStore(Protocol):
+    async def insert_order(self, order: Order) -> None:
+        """Durably store a new order; raises DuplicateClientOrderId or StoreError."""
+
+    async def apply(
+        self, changes: Sequence[OrderChange], market: MarketState | None = None
+    ) -> None:
+        """Durably store fills, order updates and the symbol's market state, all or nothing."""
+
+    async def get(self, order_id: str, *, with_fills: bool = True) -> Order | None:
+        """The order and its fills as of one committed state (never torn by a commit)."""
+
+    async def get_by_client_order_id(self, owner: str, client_order_id: str) -> Order | None: ...
+
+    async def list_orders(
+        self,
+        owner: str,
+        *,
+        status: OrderStatus | None,
+        symbol: str | None,
+        limit: int,
+        cursor: int | None,
+    ) -> OrderPage: ...
+
+    async def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Orders still open or partially filled (of one symbol, or all), oldest first."""
+
+    async def market_state(self, symbol: str) -> MarketState | None:
+        """What `apply` last stored for the symbol, if anything."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# -- the bus and the command queue -------------------------------------------------------
+
+
+class Subscription(Protocol):
+    """One consumer's view of the bus: every event published after it was made, in order."""
+
+    def __aiter__(self) -> AsyncIterator[OrderEvent]: ...
+
+    def close(self) -> None: ...
+
+
+class EventBus(Protocol):
+    """Order events, published only after the change they describe is committed."""
+
+    async def publish(self, events: Sequence[OrderEvent]) -> None: ...
+
+    def subscribe(self, maxsize: int = 0) -> Subscription:
+        """A new subscription; past `maxsize` queued events it ends (never drops silently)."""
+
+
+CommandHandler = Callable[[OrderCommand], None]
+
+
+class CommandQueue(Protocol):
+    """Intake's commands to execution, delivered in order per symbol."""
+
+    async def send(self, command: OrderCommand) -> None: ...
+
+    def consume(self, handler: CommandHandler) -> None:
+        """Deliver every command (those already sent first) to `handler`, from now on."""
+
+
+# -- per-owner limits, and market data ---------------------------------------------------
+
+
+class Limiter(Protocol):
+    """Per owner: order requests per second, and orders open at once."""
+
+    async def take_request(self, owner: str) -> float:
+        """Count one order request: 0 if allowed, else the seconds until one would be."""
+
+    async def reserve_open(self, owner: str) -> bool:
+        """Hold a place for one more open order; False if the owner is at the cap."""
+
+    async def release_open(self, owner: str, count: int = 1) -> None:
+        """Orders of the owner ended (or were never stored): free their places."""
+
+    async def reset_open(self, counts: Mapping[str, int]) -> None:
+        """Start from these open-order counts (read from the store at start)."""
+
+
+class MarketFeed(Protocol):
+    """Upstream market data: subscribed per symbol while anyone holds it."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def acquire(self, symbol: str) -> None: ...
+
+    def release(self, symbol: str) -> None: ...
+
+    def down_since(self, symbol: str | None = None) -> float | None:
+        """When the current outage began (time.time()), None while connected."""
+
+    def state(self) -> dict[str, Any]: ...
