@@ -1,0 +1,112 @@
+"""Events and commands as bytes, for what crosses a process boundary (outbox, streams).
+
+JSON with exact decimals as strings and times as integer microseconds: what goes in
+comes out equal, field for field. One format for every adapter, so an event written to
+the PostgreSQL outbox reads the same off a Redis stream.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from app.core.commands import AddOrder, CancelOrder, OrderCommand
+from app.core.decimals import fmt
+from app.core.domain import OrderStatus, Side
+from app.core.events import EventKind, OrderEvent
+from app.core.order import Fill, Order
+
+
+class DecodeError(ValueError):
+    """Bytes that are not an event or command of this format."""
+
+
+def _order_fields(order: Order) -> dict[str, Any]:
+    return {
+        "order_id": order.order_id, "owner": order.owner,
+        "client_order_id": order.client_order_id, "symbol": order.symbol,
+        "side": order.side.value, "order_size": fmt(order.order_size),
+        "price": fmt(order.price), "timeout_s": order.timeout_s,
+        "status": order.status.value, "filled_qty": fmt(order.filled_qty),
+        "notional": fmt(order.notional), "fill_count": order.fill_count,
+        "reason": order.reason, "created_at_us": order.created_at_us,
+        "updated_at_us": order.updated_at_us, "expires_at_us": order.expires_at_us,
+    }  # fmt: skip
+
+
+def _order(fields: dict[str, Any]) -> Order:
+    return Order(
+        order_id=fields["order_id"], owner=fields["owner"],
+        client_order_id=fields["client_order_id"], symbol=fields["symbol"],
+        side=Side(fields["side"]), order_size=Decimal(fields["order_size"]),
+        price=Decimal(fields["price"]), timeout_s=fields["timeout_s"],
+        status=OrderStatus(fields["status"]), filled_qty=Decimal(fields["filled_qty"]),
+        notional=Decimal(fields["notional"]), fill_count=fields["fill_count"],
+        reason=fields["reason"], created_at_us=fields["created_at_us"],
+        updated_at_us=fields["updated_at_us"], expires_at_us=fields["expires_at_us"],
+    )  # fmt: skip
+
+
+def _fill_fields(fill: Fill) -> dict[str, Any]:
+    return {
+        "seq": fill.seq, "update_id": fill.update_id, "price": fmt(fill.price),
+        "qty": fmt(fill.qty), "ts_us": fill.ts_us,
+    }  # fmt: skip
+
+
+def _fill(fields: dict[str, Any]) -> Fill:
+    return Fill(
+        fields["seq"], fields["update_id"], Decimal(fields["price"]), Decimal(fields["qty"]),
+        fields["ts_us"],
+    )  # fmt: skip
+
+
+def encode_event(event: OrderEvent) -> bytes:
+    body: dict[str, Any] = {"kind": event.kind.value, "order": _order_fields(event.order)}
+    if event.fill is not None:
+        body["fill"] = _fill_fields(event.fill)
+    return orjson.dumps(body)
+
+
+def decode_event(data: bytes | str) -> OrderEvent:
+    try:
+        body = orjson.loads(data)
+        fill = body.get("fill")
+        return OrderEvent(
+            EventKind(body["kind"]), _order(body["order"]), None if fill is None else _fill(fill)
+        )
+    except (
+        orjson.JSONDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        ArithmeticError,
+        AttributeError,
+    ) as exc:
+        raise DecodeError(f"not an order event: {exc!r}") from exc
+
+
+def encode_command(command: OrderCommand) -> bytes:
+    if isinstance(command, AddOrder):
+        return orjson.dumps({"add": _order_fields(command.order)})
+    return orjson.dumps({"cancel": {"order_id": command.order_id, "symbol": command.symbol}})
+
+
+def decode_command(data: bytes | str) -> OrderCommand:
+    try:
+        body = orjson.loads(data)
+        if "add" in body:
+            return AddOrder(_order(body["add"]))
+        cancel = body["cancel"]
+        return CancelOrder(str(cancel["order_id"]), str(cancel["symbol"]))
+    except (
+        orjson.JSONDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        ArithmeticError,
+        AttributeError,
+    ) as exc:
+        raise DecodeError(f"not an order command: {exc!r}") from exc
