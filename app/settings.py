@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.domain import StreamKind
+from app.core.domain import StreamKind
 
 
 class Settings(BaseSettings):
@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     rate_limit_per_s: float = Field(100, ge=0)
     max_open_orders: int = Field(10000, ge=0)
+    # Running as several processes (CONTRACT.md): the role, and the shared store and bus.
+    role: Literal["all", "api", "executor"] = "all"
+    store_url: str = ""  # empty: SQLite at database_path
+    bus_url: str = ""  # empty: in process
 
     # Internal tuning, not part of the contract.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -50,6 +54,29 @@ class Settings(BaseSettings):
         if not value.startswith(("ws://", "wss://")):
             raise ValueError("must start with ws:// or wss://")
         return value.rstrip("/")
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        # memory:// keeps nothing: for tests and benchmarks only, never for orders that matter.
+        if value and not value.startswith(("postgresql://", "postgres://", "memory://")):
+            raise ValueError("must be empty (SQLite) or a postgresql:// URL")
+        return value
+
+    @field_validator("bus_url")
+    @classmethod
+    def _bus_url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must be empty (in process) or a redis:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _roles_apart_need_shared_engines(self) -> Settings:
+        if self.role != "all" and not self.store_url.startswith(("postgresql:", "postgres:")):
+            raise ValueError(f"STORE_URL: ROLE={self.role} needs a postgresql:// store")
+        if self.role != "all" and not self.bus_url:
+            raise ValueError(f"BUS_URL: ROLE={self.role} needs a redis:// bus")
+        return self
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -85,9 +112,12 @@ def describe_error(error: ValidationError) -> str:
     """One line naming every bad variable, for a start-up failure."""
     parts = []
     for item in error.errors():
-        name = env_name(str(item["loc"][0])) if item["loc"] else "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        if not item["loc"]:  # a rule across variables: its message names them
+            parts.append(message)
+            continue
+        name = env_name(str(item["loc"][0]))
         # Never echo secrets back into logs.
         shown = "<hidden>" if name in _SECRET_VARIABLES else repr(item.get("input"))
-        message = item["msg"].removeprefix("Value error, ")
         parts.append(f"{name}={shown}: {message}")
     return "invalid configuration: " + "; ".join(parts)

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from app.decimals import fmt
+from app.core.decimals import fmt
 
 BAR_WIDTH = 30
 FINAL = {"filled", "expired", "cancelled", "rejected"}

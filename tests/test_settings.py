@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from app.domain import StreamKind
+from app.core.domain import StreamKind
 from app.settings import Settings
 
 
