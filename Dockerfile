@@ -1,10 +1,10 @@
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    HTTP_HOST=0.0.0.0 HTTP_PORT=8080 DATABASE_PATH=/data/database.db LOG_FORMAT=json STATIC_DIR=/srv/static
+    HTTP_HOST=0.0.0.0 HTTP_PORT=8080 DATABASE_PATH=/data/database.db LOG_FORMAT=json
 
 WORKDIR /srv
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY app ./app
 COPY static ./static
 RUN pip install --no-cache-dir ".[fast]" \

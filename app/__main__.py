@@ -7,11 +7,13 @@ import argparse
 import asyncio
 import gc
 import os
+import socket
 import sys
 
 from pydantic import ValidationError
 
 from app.logs import configure_logging
+from app.serving import CannotListen, listen, listening_url, run_until_stopped
 from app.settings import Settings, describe_error
 
 
@@ -48,22 +50,34 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def serve(settings: Settings) -> None:
-    from aiohttp import web
+def _listen_or_exit(settings: Settings) -> list[socket.socket]:
+    try:
+        return listen(settings.http_host, settings.http_port)
+    except CannotListen as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
 
+
+def serve(settings: Settings) -> None:
     from app.application import create_app
 
+    sockets = _listen_or_exit(settings)
     configure_logging(settings.log_format, settings.log_level)
     install_uvloop(settings.uvloop)
     tune_gc()
-    web.run_app(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        shutdown_timeout=2.0,
-        print=None,
-        access_log=None,
-    )
+    url = listening_url(settings.http_host, sockets)
+
+    def announce() -> None:
+        # stdout: stderr carries the logs, one JSON object per line in production.
+        print(
+            f"trade executor listening on {url} (market data: {settings.binance_ws_url})",
+            flush=True,
+        )
+
+    async def main() -> None:
+        await run_until_stopped(create_app(settings), sockets, on_listening=announce)
+
+    asyncio.run(main())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,7 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "demo":
         from app.demo import run_demo
 
-        run_demo(_settings, speed=args.speed, walk_symbols=args.random_walk, seed=args.seed)
+        try:
+            run_demo(_settings, speed=args.speed, walk_symbols=args.random_walk, seed=args.seed)
+        except CannotListen as exc:
+            print(exc, file=sys.stderr)
+            raise SystemExit(2) from None
     else:
         serve(_settings())
 

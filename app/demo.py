@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import structlog
-from aiohttp import web
 
 from app.application import create_app
 from app.emulator.server import BinanceEmulator
-from app.emulator.sources import random_walk, recorded_quotes
+from app.emulator.sources import Kind, random_walk, recorded_quotes
 from app.logs import configure_logging
+from app.serving import listen, listening_url, run_until_stopped
 from app.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -40,40 +40,55 @@ async def replay(emulator: BinanceEmulator, source: Any) -> None:
         emulator.publish(stream, payload)
 
 
+DEMO_DATABASE = Path("demo.db")
+"""The demo's orders are never the live service's: ./database.db would resume them against
+the real Binance on the next `python -m app`."""
+
+
+def demo_settings(make_settings: Callable[..., Settings], upstream: str) -> Settings:
+    """The settings, pointed at the emulator, with the demo's own database unless
+    DATABASE_PATH is set (in the environment or .env)."""
+    settings = make_settings(binance_ws_url=upstream)
+    if "database_path" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"database_path": DEMO_DATABASE})
+    return settings
+
+
 async def _demo(
     make_settings: Callable[..., Settings], speed: float, walks: Iterable[str], seed: int
 ) -> None:
     emulator = BinanceEmulator()
     base_url = await emulator.start()
-    settings = make_settings(binance_ws_url=base_url)
-    configure_logging(settings.log_format, settings.log_level)
-    kind = settings.market_stream.value
-    replays = [asyncio.create_task(replay(emulator, recorded_quotes(speed=speed, kind=kind)))]
-    replays += [
-        asyncio.create_task(replay(emulator, random_walk(symbol.upper(), seed=seed + n, kind=kind)))
-        for n, symbol in enumerate(walks)
-    ]
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.http_host, settings.http_port)
-    await site.start()
-    url = f"http://{settings.http_host}:{settings.http_port}"
-    symbols = ", ".join(["BTCUSDT (recorded 2024-08-08)", *(s.upper() for s in walks)])
-    print(
-        f"Offline demo on {url}: emulated Binance at {base_url} replaying {symbols}.\n"
-        f"Try: curl -s {url}/order/limit --data "
-        '\'{"symbol": "BTCUSDT", "side": "buy", "order_size": "0.5", '
-        '"price": "61850"}\'\nCtrl-C stops it.',
-        flush=True,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    replays: list[asyncio.Task[None]] = []
     try:
-        await stop.wait()
+        settings = demo_settings(make_settings, base_url)
+        sockets = listen(settings.http_host, settings.http_port)
+        configure_logging(settings.log_format, settings.log_level)
+        kind = cast(Kind, settings.market_stream.value)
+        replays.append(
+            asyncio.create_task(replay(emulator, recorded_quotes(speed=speed, kind=kind)))
+        )
+        replays += [
+            asyncio.create_task(
+                replay(emulator, random_walk(symbol.upper(), seed=seed + n, kind=kind))
+            )
+            for n, symbol in enumerate(walks)
+        ]
+        url = listening_url(settings.http_host, sockets)
+        symbols = ", ".join(["BTCUSDT (recorded 2024-08-08)", *(s.upper() for s in walks)])
+
+        def banner() -> None:
+            print(
+                f"Offline demo on {url}: emulated Binance at {base_url} replaying {symbols}; "
+                f"orders in {settings.database_path}.\n"
+                f"Try: curl -s {url}/order/limit --data "
+                '\'{"symbol": "BTCUSDT", "side": "buy", "order_size": "0.5", '
+                '"price": "61850"}\'\nCtrl-C stops it.',
+                flush=True,
+            )
+
+        await run_until_stopped(create_app(settings), sockets, on_listening=banner)
     finally:
-        await runner.cleanup()
         for task in replays:
             task.cancel()
         for task in replays:

@@ -12,6 +12,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from app.core.domain import StreamKind
 
 
+def _default_static_dir() -> Path:
+    """static/ at the top of the repository ships in the wheel as app/static (setup.py);
+    a checkout or an editable install serves the repository's own folder."""
+    package = Path(__file__).resolve().parent
+    installed = package / "static"
+    return installed if installed.is_dir() else package.parent / "static"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
@@ -45,8 +53,8 @@ class Settings(BaseSettings):
     ws_max_subscriptions: int = Field(256, ge=1)
     db_busy_timeout_ms: int = Field(5000, ge=0)
     uvloop: bool = True  # used when installed (`pip install -e '.[fast]'`)
-    # The page's files: the repository's static/ (an installed package is told where).
-    static_dir: Path = Path(__file__).resolve().parents[1] / "static"
+    # The page's files: inside the package when installed from a wheel, else the checkout's.
+    static_dir: Path = Field(default_factory=_default_static_dir)
 
     @field_validator("binance_ws_url")
     @classmethod

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 async def test_demo_fills_an_order_on_recorded_prices(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "HTTP_PORT": str(port), "DATABASE_PATH": str(tmp_path / "demo.db"),
+    database = tmp_path / "explicit.db"
+    env = {**os.environ, "HTTP_PORT": str(port), "DATABASE_PATH": str(database),
            "LOG_FORMAT": "json", "LOG_LEVEL": "warning"}  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app", "demo", "--speed", "5", "--random-walk", "ethusdt",
@@ -59,3 +60,30 @@ async def test_demo_fills_an_order_on_recorded_prices(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 10) == 0
+    assert database.exists()  # an explicit DATABASE_PATH is used as given
+
+
+async def test_the_demo_has_its_own_database_by_default(tmp_path: Path) -> None:
+    """Demo orders must not resume against live Binance: not ./database.db, but ./demo.db."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_PATH"}
+    env.update(HTTP_PORT=str(port), LOG_FORMAT="json", LOG_LEVEL="warning")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "demo", env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        banner = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        assert "demo.db" in banner
+        async with aiohttp.ClientSession() as session, asyncio.timeout(20):
+            while True:
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        break
+                await asyncio.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    assert (tmp_path / "demo.db").exists()
+    assert not (tmp_path / "database.db").exists()

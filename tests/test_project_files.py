@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,9 @@ def test_dockerfile_serves_the_app(dockerfile: str) -> None:
     assert "HTTP_HOST=0.0.0.0" in dockerfile
     # The package itself, with uvloop (the `fast` extra) in production.
     assert re.search(r'pip install\b[^\n]* "\.\[fast\]"(\s|$)', dockerfile, re.M)
+    # Everything the build reads (setup.py maps static/ into the package).
+    copied = " ".join(re.findall(r"^COPY (.+)$", dockerfile, re.M)).split()
+    assert {"pyproject.toml", "setup.py", "README.md", "app", "static"} <= set(copied)
     user = re.search(r"^USER (\S+)$", dockerfile, re.M)
     assert user and user.group(1) not in ("root", "0")
 
@@ -119,6 +123,12 @@ def test_taskfile_has_the_documented_tasks(taskfile: dict[str, Any]) -> None:
         assert ".venv/bin/python -m bench" in commands["bench"]
 
 
+def _ci_commands() -> list[str]:
+    """The commands .ci/run runs, one a line, without comments."""
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
@@ -126,3 +136,30 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert command in readme and command in ci
     assert ci.index(command) < ci.index("python -m bench --quick")
     assert "set -euo pipefail" in ci
+
+
+def test_ci_runs_the_linters_and_type_checker() -> None:
+    commands = _ci_commands()
+    for linter in (
+        ".venv/bin/ruff check .", ".venv/bin/ruff format --check .", ".venv/bin/mypy app",
+    ):  # fmt: skip
+        # Each on its own line, so `set -e` stops CI when it fails.
+        assert linter in commands, linter
+
+
+def test_ci_installs_the_wheel_into_a_fresh_venv_and_serves_from_it() -> None:
+    commands = _ci_commands()
+    build = next(i for i, c in enumerate(commands) if c.startswith(".venv/bin/pip wheel "))
+    install = next(i for i, c in enumerate(commands) if '/venv/bin/pip" install' in c)
+    smoke = next(i for i, c in enumerate(commands) if "-m tests.installed_smoke" in c)
+    assert build < install < smoke
+    assert "-e" not in commands[install].split()
+    assert commands[smoke].endswith('/venv/bin/trade-executor"')
+
+
+def test_the_type_checker_is_configured_and_installed() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    dev = pyproject["project"]["optional-dependencies"]["dev"]
+    assert any(re.match(r"mypy\b", requirement) for requirement in dev)
+    assert pyproject["tool"]["mypy"]["files"] == ["app"]  # `mypy app` and `mypy` agree
+    assert (ROOT / "app" / "py.typed").is_file()

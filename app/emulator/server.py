@@ -88,10 +88,8 @@ class BinanceEmulator:
         app.router.add_get("/stream", self._combined)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        sockets = site._server.sockets if site._server else ()  # type: ignore[union-attr]
-        bound = sockets[0].getsockname()[1] if sockets else port
+        await web.TCPSite(self._runner, host, port).start()
+        bound = self._runner.addresses[0][1]  # the port chosen when asked for 0
         self.base_url = f"ws://{host}:{bound}"
         return self.base_url
 
