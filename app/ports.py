@@ -8,7 +8,7 @@ a contract suite per port (`tests/contracts/`) runs against every adapter.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +35,11 @@ class StoreConflict(StoreError):
     """
 
 
+class StoreFenced(StoreConflict):
+    """The writer no longer holds the lease of the partition it wrote for: another executor
+    owns those symbols now, and this write is refused whole."""
+
+
 class DuplicateClientOrderId(Exception):
     """Another order of this owner already carries this client_order_id."""
 
@@ -48,19 +53,37 @@ class OrderChange:
 
 
 @dataclass(frozen=True, slots=True)
+class Fence:
+    """A write made by `owner` for `partition`, under the lease numbered `epoch`."""
+
+    partition: int
+    owner: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
 class OrderPage:
     orders: list[Order]
     next_cursor: str | None
 
 
 class OrderStore(Protocol):
-    async def insert_order(self, order: Order) -> None:
-        """Durably store a new order; raises DuplicateClientOrderId or StoreError."""
+    async def insert_order(self, order: Order, events: Sequence[OrderEvent] = ()) -> None:
+        """Durably store a new order; raises DuplicateClientOrderId or StoreError.
+
+        `events` go into the store's outbox in the same transaction, where it has one
+        (an in-process deployment publishes on its bus after the commit instead)."""
 
     async def apply(
-        self, changes: Sequence[OrderChange], market: MarketState | None = None
+        self,
+        changes: Sequence[OrderChange],
+        market: MarketState | None = None,
+        events: Sequence[OrderEvent] = (),
+        fence: Fence | None = None,
     ) -> None:
-        """Durably store fills, order updates and the symbol's market state, all or nothing."""
+        """Durably store fills, order updates, the symbol's market state and `events` (to
+        the outbox, where there is one), all or nothing. With a `fence`, refuse the whole
+        write (StoreFenced) unless the writer still holds that partition's lease."""
 
     async def get(self, order_id: str, *, with_fills: bool = True) -> Order | None:
         """The order and its fills as of one committed state (never torn by a commit)."""
@@ -154,3 +177,37 @@ class MarketFeed(Protocol):
         """When the current outage began (time.time()), None while connected."""
 
     def state(self) -> dict[str, Any]: ...
+
+
+# -- scale-out: who executes which partition, and events leaving through an outbox ---------
+
+
+class PartitionLeases(Protocol):
+    """Leases on partitions of symbols, numbered so that a lost lease fences its writes."""
+
+    async def acquire(self, partition: int, owner: str, ttl_s: float) -> int | None:
+        """Take the partition if it is free, expired or already ours: its new epoch, or
+        None if another owner holds it."""
+
+    async def renew(self, owner: str, ttl_s: float) -> dict[int, int]:
+        """Extend every lease the owner still holds: partition -> epoch."""
+
+    async def release(self, owner: str, partitions: Sequence[int]) -> None:
+        """Give the partitions up now (a handover), so another owner can take them at once."""
+
+    async def holders(self) -> dict[int, tuple[str, float]]:
+        """partition -> (owner, seconds left on its lease), for live leases."""
+
+
+EventPublisher = Callable[[list[OrderEvent]], Awaitable[None]]
+
+
+class Outbox(Protocol):
+    """Events committed with their changes, waiting to be published."""
+
+    async def relay(self, publish: EventPublisher, limit: int = 500) -> int:
+        """Publish the oldest waiting events in order and forget them; the number relayed.
+        One relayer at a time; at least once (a crash after publishing repeats them)."""
+
+    async def wait(self, timeout: float) -> None:
+        """Return when events may be waiting (or after `timeout`)."""

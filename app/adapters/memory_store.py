@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.core.domain import MarketState, OrderStatus
+from app.core.events import OrderEvent
 from app.core.order import Order
 from app.ports import (
     DuplicateClientOrderId,
+    Fence,
     OrderChange,
     OrderPage,
     StoreConflict,
@@ -49,7 +51,8 @@ class MemoryStore:
         if self._closed:
             raise StoreError("the store is closed")
 
-    async def insert_order(self, order: Order) -> None:
+    async def insert_order(self, order: Order, events: Sequence[OrderEvent] = ()) -> None:
+        # In process, events go out on the bus after the commit: no outbox here.
         self._check_open()
         await asyncio.sleep(0)  # a write is never synchronous with its caller elsewhere either
         if order.order_id in self._rows:
@@ -64,8 +67,14 @@ class MemoryStore:
         self.commits += 1
 
     async def apply(
-        self, changes: Sequence[OrderChange], market: MarketState | None = None
+        self,
+        changes: Sequence[OrderChange],
+        market: MarketState | None = None,
+        events: Sequence[OrderEvent] = (),
+        fence: Fence | None = None,
     ) -> None:
+        # One process owns every symbol (no fence to check), and its bus publishes after
+        # the commit (no outbox): `events` and `fence` are for stores shared by processes.
         self._check_open()
         await asyncio.sleep(0)
         # Check everything first: all or nothing.

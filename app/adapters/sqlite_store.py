@@ -26,9 +26,11 @@ import structlog
 from app.adapters.migrations import migrate
 from app.core.decimals import fmt
 from app.core.domain import Level, MarketState, OrderStatus, Side
+from app.core.events import OrderEvent
 from app.core.order import Fill, Order
 from app.ports import (
     DuplicateClientOrderId,
+    Fence,
     OrderChange,
     OrderPage,
     StoreConflict,
@@ -253,7 +255,8 @@ class SqliteStore:
                 else:
                     write.done.set_exception(outcome)
 
-    async def insert_order(self, order: Order) -> None:
+    async def insert_order(self, order: Order, events: Sequence[OrderEvent] = ()) -> None:
+        # In process, events go out on the bus after the commit: no outbox here.
         row = _order_row(order)
 
         def run(db: sqlite3.Connection) -> None:
@@ -267,8 +270,14 @@ class SqliteStore:
         await self._submit(run)
 
     async def apply(
-        self, changes: Sequence[OrderChange], market: MarketState | None = None
+        self,
+        changes: Sequence[OrderChange],
+        market: MarketState | None = None,
+        events: Sequence[OrderEvent] = (),
+        fence: Fence | None = None,
     ) -> None:
+        # One process owns every symbol (no fence to check), and its bus publishes after
+        # the commit (no outbox): `events` and `fence` are for stores shared by processes.
         fills = [
             (change.order.order_id, fill.seq, fill.update_id, fmt(fill.price), fmt(fill.qty),
              fill.ts_us)
