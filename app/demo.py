@@ -12,6 +12,7 @@ from typing import Any, cast
 import structlog
 
 from app.application import create_app
+from app.clock import now_us
 from app.emulator.server import BinanceEmulator
 from app.emulator.sources import Kind, random_walk, recorded_quotes
 from app.logs import configure_logging
@@ -65,12 +66,21 @@ async def _demo(
         sockets = listen(settings.http_host, settings.http_port)
         configure_logging(settings.log_format, settings.log_level)
         kind = cast(Kind, settings.market_stream.value)
+        # Update ids above any earlier run's: the service keeps the last one it applied per
+        # symbol in the database, and a replay starting over at the recording's ids would
+        # otherwise be skipped as stale (rule 1) after a restart of the demo.
+        id_base = now_us()
         replays.append(
-            asyncio.create_task(replay(emulator, recorded_quotes(speed=speed, kind=kind)))
+            asyncio.create_task(
+                replay(emulator, recorded_quotes(speed=speed, kind=kind, id_base=id_base))
+            )
         )
         replays += [
             asyncio.create_task(
-                replay(emulator, random_walk(symbol.upper(), seed=seed + n, kind=kind))
+                replay(
+                    emulator,
+                    random_walk(symbol.upper(), seed=seed + n, kind=kind, id_base=id_base),
+                )
             )
             for n, symbol in enumerate(walks)
         ]

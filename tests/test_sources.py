@@ -236,3 +236,11 @@ def test_random_walk_depth_is_sane(kind: str) -> None:
         assert _only_str_and_int(payload)
         assert payload["lastUpdateId"] > last
         last = payload["lastUpdateId"]
+
+
+def test_an_id_base_shifts_every_update_id_and_keeps_them_rising() -> None:
+    plain = list(itertools.islice(recorded_quotes(speed=1000), 3))
+    based = list(itertools.islice(recorded_quotes(speed=1000, id_base=10**15), 3))
+    assert [b[2]["u"] - p[2]["u"] for p, b in zip(plain, based, strict=True)] == [10**15] * 3
+    walk = [item[2]["u"] for item in itertools.islice(random_walk("X", seed=1, id_base=500), 5)]
+    assert walk[0] > 500 and walk == sorted(walk)

@@ -127,12 +127,15 @@ def recorded_quotes(
     loop: bool = True,
     speed: float = 1.0,
     kind: Kind = "bookTicker",
+    id_base: int = 0,
 ) -> Iterator[Item]:
     """Replay a recording at `speed`× its pace, forever when `loop`.
 
     bookTicker mode yields the recorded bookTicker payloads; depthN mode yields partial-depth
     payloads of a book rebuilt from the snapshot and the diffs. Each loop adds an offset larger
-    than the recording's id span, so update ids keep rising across loops.
+    than the recording's id span, so update ids keep rising across loops; `id_base` is added
+    to every id (the demo passes the clock, so ids keep rising across runs too: the service
+    remembers the last id it applied per symbol, rule 1).
     """
     if speed <= 0:
         raise ValueError("speed must be positive")
@@ -143,12 +146,12 @@ def recorded_quotes(
     field = "lastUpdateId" if levels else "u"
     span = frames[-1][2][field] - frames[0][2][field] + 1
     restart_delay = DEPTH_INTERVAL_MS / 1000 / speed
-    offset = 0
+    offset = id_base
     while True:
         previous = None
         for stamp, stream, payload in frames:
             if previous is None:
-                delay = restart_delay if offset else 0.0
+                delay = restart_delay if offset != id_base else 0.0
             else:
                 delay = (stamp - previous) / 1e9 / speed
             previous = stamp
@@ -170,8 +173,10 @@ def random_walk(
     tick: str = "0.01",
     interval_s: float = 0.1,
     kind: Kind = "bookTicker",
+    id_base: int = 0,
 ) -> Iterator[Item]:
-    """A deterministic (per seed) random walk of the book's top, forever.
+    """A deterministic (per seed) random walk of the book's top, forever; update ids start
+    above `id_base`.
 
     The mid moves by up to two ticks a step and never falls below enough ticks for every
     level to stay positive; the spread is 2 or 4 ticks; quantities vary between 0.001 and 5.
@@ -184,7 +189,7 @@ def random_walk(
     floor = step * (max(levels, 1) + 10)
     mid = max(floor, Decimal(start_price).quantize(step))
     name = symbol.lower()
-    update_id = 0
+    update_id = id_base
 
     def qty() -> str:
         return str(Decimal(rng.randint(1, 5000)).scaleb(-3))
