@@ -176,13 +176,20 @@ def test_rate_limiter_refills_at_its_rate() -> None:
     now = [0.0]
     limiter = LocalLimiter(2, 0, clock=lambda: now[0])
     assert limiter.take_request_now("a") == 0
-    assert limiter.take_request_now("a") == 0
-    assert limiter.take_request_now("a") == pytest.approx(0.5)  # refused: one token in 0.5 s
+    assert limiter.take_request_now("a") == 0  # a burst of up to the rate
+    now[0] = 0.5
+    assert limiter.take_request_now("a") == pytest.approx(0.5)  # never 3 in one second
     assert limiter.take_request_now("b") == 0  # per owner
-    now[0] = 0.5  # one token back
+    now[0] = 1.0  # the burst's first request is a second old
+    assert limiter.take_request_now("a") == 0
     assert limiter.take_request_now("a") == 0
     assert limiter.take_request_now("a") > 0
     assert LocalLimiter(0, 0).take_request_now("a") == 0  # 0 turns it off
+    slow = LocalLimiter(0.5, 0, clock=lambda: now[0])  # a fractional rate: 1 per 2 s
+    assert slow.take_request_now("a") == 0
+    assert slow.take_request_now("a") == pytest.approx(2.0)
+    now[0] = 3.0
+    assert slow.take_request_now("a") == 0
 
 
 async def test_open_order_cap(start_app, emulator: BinanceEmulator) -> None:  # type: ignore[no-untyped-def]

@@ -1,7 +1,8 @@
 """Per-owner limits kept in this process: request rate and open orders.
 
-The rate is a token bucket per owner (`RATE_LIMIT_PER_S` a second, bursts of up to that
-many at once); the open-order count is held here and given back as orders end.
+The rate is `app.ratelimit`'s sliding window per owner: `RATE_LIMIT_PER_S` a second, in
+bursts of up to that many at once (a whole rate: never more than that many in any second;
+0.5 is one request per 2 s). The open-order count is held here and given back as orders end.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
+from app.ratelimit import SlidingWindowLimiter
+
 
 class LocalLimiter:
     def __init__(
@@ -17,25 +20,16 @@ class LocalLimiter:
     ) -> None:
         self.rate = rate_per_s  # 0: off
         self.max_open = max_open  # 0: off
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # owner -> (tokens, stamp)
+        self._requests = SlidingWindowLimiter.per_second(rate_per_s, clock=clock)
         self._open: Counter[str] = Counter()
 
     async def take_request(self, owner: str) -> float:
         return self.take_request_now(owner)
 
     def take_request_now(self, owner: str) -> float:
-        rate = self.rate
-        if rate <= 0:
-            return 0.0
-        now = self._clock()
-        tokens, stamp = self._buckets.get(owner, (rate, now))
-        tokens = min(rate, tokens + (now - stamp) * rate)
-        if tokens < 1:
-            self._buckets[owner] = (tokens, now)
-            return (1 - tokens) / rate
-        self._buckets[owner] = (tokens - 1, now)
-        return 0.0
+        """0 if the owner may make an order request now, else the seconds until it may."""
+        requests = self._requests
+        return 0.0 if requests is None else requests.try_take(owner)
 
     async def reserve_open(self, owner: str) -> bool:
         if self.max_open and self._open[owner] >= self.max_open:

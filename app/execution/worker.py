@@ -16,6 +16,7 @@ from typing import Protocol
 
 import structlog
 
+from app.backoff import Backoff, retry
 from app.clock import now_us, rfc3339
 from app.core.domain import BookUpdate, Execution, MarketState, OrderStatus
 from app.core.events import EventKind, OrderEvent, order_event
@@ -32,6 +33,11 @@ RETRY_MAX_S = 2.0
 # Only these can succeed on a retry; anything else means our view is wrong (a bug, or a
 # value the engine cannot take) and the worker rebuilds itself from the store instead.
 _TRANSIENT = (StoreUnavailable, OSError)
+
+
+def _retry_backoff() -> Backoff:
+    """How a worker waits between store attempts: doubling, no jitter (one writer)."""
+    return Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
 
 
 class FeedControl(Protocol):
@@ -295,17 +301,18 @@ class SymbolWorker:
         """Commit, retrying while the store is unavailable: an uncommitted fill is never
         pushed. Anything that cannot succeed on a retry is raised."""
         market = self._market_state_to_persist()
-        delay = RETRY_INITIAL_S
-        while True:
-            try:
-                await self._store.apply(changes, market)
-                break
-            except _TRANSIENT as exc:
-                self._log.error("order.commit_failed", error=repr(exc), changes=len(changes))
-                if stopping:
-                    return False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+
+        def failed(exc: BaseException, _delay: float) -> bool:
+            self._log.error("order.commit_failed", error=repr(exc), changes=len(changes))
+            return not stopping  # stopping: give up, the store has the commands' orders
+
+        try:
+            await retry(
+                lambda: self._store.apply(changes, market), _TRANSIENT, _retry_backoff(),
+                on_failure=failed,
+            )  # fmt: skip
+        except _TRANSIENT:
+            return False
         if market is not None:
             self._persisted_ledger = (market.asks, market.bids)
         return True
@@ -322,15 +329,13 @@ class SymbolWorker:
         self._persisted_ledger = (market.asks, market.bids)
 
     async def _restore_market_state(self) -> None:
-        delay = RETRY_INITIAL_S
-        while True:
-            try:
-                state = await self._store.market_state(self.symbol)
-                break
-            except _TRANSIENT as exc:
-                self._log.error("market_state.load_failed", error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+        def failed(exc: BaseException, _delay: float) -> None:
+            self._log.error("market_state.load_failed", error=repr(exc))
+
+        state = await retry(
+            lambda: self._store.market_state(self.symbol), _TRANSIENT, _retry_backoff(),
+            on_failure=failed,
+        )  # fmt: skip
         if state is not None:
             self.matcher.restore(state)
             self._persisted_ledger = (state.asks, state.bids)

@@ -3,7 +3,7 @@
 Streams are added and removed live with SUBSCRIBE/UNSUBSCRIBE on the combined `/stream`
 endpoint (partial-depth frames carry no symbol; the combined wrapper names the stream).
 Binance allows 5 incoming messages per second per connection, pings and pongs included,
-so requests are batched and sent through a token bucket below that; past 1024 streams a
+so requests are batched and sent through a sliding-window limit below that; past 1024 streams a
 connection is full and another one is opened.
 
 A connection is replaced when it drops (exponential backoff with jitter), when it goes
@@ -22,9 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import random
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal, TypeAlias
 
@@ -34,8 +32,10 @@ import structlog
 from aiohttp.http import WSMessageNoDecodeText
 
 from app.adapters.binance.parsing import MalformedFrame, Response, ServerShutdown, parse_frame
+from app.backoff import Backoff
 from app.clock import rfc3339
 from app.core.domain import BookUpdate, StreamKind
+from app.ratelimit import SlidingWindowLimiter
 
 log = structlog.get_logger(__name__)
 
@@ -96,16 +96,15 @@ class _LogThrottle:
     """Say a repeated complaint at once, then at most once per LOG_REPEAT_S with a count."""
 
     def __init__(self) -> None:
-        self._last: float | None = None
+        self._limit = SlidingWindowLimiter(1, LOG_REPEAT_S)
         self._held = 0
 
     def allow(self) -> int | None:
         """How many were held back since the last line, if a line may be written now."""
-        now = time.monotonic()
-        if self._last is not None and now - self._last < LOG_REPEAT_S:
+        if self._limit.try_take():
             self._held += 1
             return None
-        held, self._held, self._last = self._held, 0, now
+        held, self._held = self._held, 0
         return held
 
 
@@ -115,29 +114,6 @@ class _Replace(Exception):
     def __init__(self, why: str, *, make_before_break: bool) -> None:
         super().__init__(why)
         self.make_before_break = make_before_break
-
-
-class SlidingWindowLimiter:
-    """At most `limit` sends in any window of `window_s` seconds.
-
-    A token bucket would allow its burst plus its rate inside one window (8 for 4/s);
-    Binance counts a plain sliding window, so this counts the same way.
-    """
-
-    def __init__(self, limit: int, window_s: float = 1.0) -> None:
-        self.limit = max(1, int(limit))
-        self.window_s = window_s
-        self._sent: deque[float] = deque()
-
-    async def take(self) -> None:
-        while True:
-            now = time.monotonic()
-            while self._sent and now - self._sent[0] >= self.window_s:
-                self._sent.popleft()
-            if len(self._sent) < self.limit:
-                self._sent.append(now)
-                return
-            await asyncio.sleep(self.window_s - (now - self._sent[0]) + 0.001)
 
 
 class _Connection:
@@ -160,8 +136,10 @@ class _Connection:
         self._said_unreachable = False
         self._changed = asyncio.Event()
         self._ws: _Socket | None = None
-        # A little over a second: our clock and Binance's count need not agree exactly.
-        self._bucket = SlidingWindowLimiter(int(feed.max_messages_per_second), 1.1)
+        # Binance counts a plain sliding window (a token bucket would let its burst plus its
+        # rate through in one window). A little over a second: our clock and Binance's
+        # count need not agree exactly.
+        self._bucket = SlidingWindowLimiter(max(1, int(feed.max_messages_per_second)), 1.1)
         self._request_ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
@@ -642,6 +620,7 @@ class BinanceFeed:
         self.max_messages_per_second = max_messages_per_second
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s, jitter=True)
         self._own_session = session is None
         self._session = session
         self._connections: list[_Connection] = []
@@ -673,8 +652,8 @@ class BinanceFeed:
             await self._session.close()
 
     def backoff_delay(self, failures: int) -> float:
-        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (failures - 1))
-        return random.uniform(ceiling / 2, ceiling)  # "equal jitter"
+        """The delay before reconnecting after `failures` in a row ("equal jitter")."""
+        return self._backoff.delay(failures)
 
     def acquire(self, symbol: str) -> None:
         """Someone needs `symbol`: subscribe now, or keep a pending unsubscribe from firing."""
