@@ -14,7 +14,11 @@ cleanup context, started in this order and stopped in reverse:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -27,6 +31,7 @@ from app.adapters.sqlite_store import SqliteStore
 from app.core.domain import BookUpdate
 from app.execution.executor import Executor
 from app.execution.interest import MarketInterest
+from app.execution.ownership import PartitionOwnership
 from app.http import health
 from app.http.auth import AUTH, Authenticator
 from app.http.errors import error_middleware
@@ -50,9 +55,10 @@ from app.keys import (
     STORE,
     TASKS,
 )
-from app.ports import OrderStore
+from app.ports import EventBus, OrderStore, Outbox, PartitionLeases
 from app.push import ws
 from app.push.hub import PushHub
+from app.push.relay import PublishedByRelay, relay_forever
 from app.settings import Settings
 from app.tasks import TaskSupervisor
 
@@ -72,13 +78,20 @@ async def open_store(settings: Settings) -> OrderStore:
         log.warning("store.in_memory", note="nothing is durable: for tests and benchmarks only")
         return MemoryStore()
     if settings.store_url:
-        raise ConfigurationError(
-            "STORE_URL: a PostgreSQL store is not part of this build yet; "
-            "leave STORE_URL empty for SQLite"
-        )
+        from app.adapters.postgres_store import PostgresStore
+
+        return await PostgresStore.open(settings.store_url)
     return await SqliteStore.open(
         settings.database_path, busy_timeout_ms=settings.db_busy_timeout_ms
     )
+
+
+def executor_id() -> str:
+    """This process, as the leases and the command queue name it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+OWNER_ID = web.AppKey("owner_id", str)
 
 
 class QuoteFanout:
@@ -101,19 +114,41 @@ QUOTES = web.AppKey("quotes", QuoteFanout)
 
 
 async def _adapters_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The store, bus, command queue and limiter: in process by default; PostgreSQL and
+    Redis when STORE_URL and BUS_URL name them. A store with an outbox publishes events
+    through the relay (the services' own publish then does nothing: no event twice)."""
     settings = app[SETTINGS]
-    if settings.bus_url:
-        raise ConfigurationError(
-            "BUS_URL: a Redis bus is not part of this build yet; leave BUS_URL empty"
-        )
-    store = app[STORE] = await open_store(settings)
-    log.info("store.opened", path=str(settings.database_path))
-    app[BUS] = InProcessBus()
-    app[COMMANDS] = InProcessCommandQueue()
-    app[LIMITER] = LocalLimiter(settings.rate_limit_per_s, settings.max_open_orders)
     tasks = app[TASKS] = TaskSupervisor()
+    store = app[STORE] = await open_store(settings)
+    log.info("store.opened", store=settings.store_url.split("@")[-1] or str(settings.database_path))
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if settings.bus_url:
+        from app.adapters.redis_bus import RedisEventBus
+        from app.adapters.redis_commands import RedisCommandQueue
+        from app.adapters.redis_limiter import RedisLimiter
+
+        bus: EventBus = RedisEventBus(settings.bus_url)
+        commands = RedisCommandQueue(
+            settings.bus_url, partitions=settings.partitions, consumer=app[OWNER_ID]
+        )
+        limiter = RedisLimiter(
+            settings.bus_url, settings.rate_limit_per_s, settings.max_open_orders
+        )
+        closers += [bus.close, commands.close, limiter.close]  # type: ignore[attr-defined]
+        app[COMMANDS], app[LIMITER] = commands, limiter
+    else:
+        bus = InProcessBus()
+        app[COMMANDS] = InProcessCommandQueue()
+        app[LIMITER] = LocalLimiter(settings.rate_limit_per_s, settings.max_open_orders)
+    if isinstance(store, Outbox):
+        app[BUS] = PublishedByRelay(bus)
+        tasks.spawn(relay_forever(store, bus.publish), name="outbox-relay", endless=True)
+    else:
+        app[BUS] = bus
     yield
     await tasks.close(timeout=settings.shutdown_timeout_s / 2)
+    for close in closers:
+        await close()
     await store.close()
     log.info("store.closed")
 
@@ -172,7 +207,10 @@ async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _execution_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Alone (no BUS_URL): every symbol, recovered at start. Beside other executors: the
+    partitions this one holds leases on, taken and handed over by `PartitionOwnership`."""
     settings = app[SETTINGS]
+    beside_others = bool(settings.bus_url)
     executor = app[EXECUTOR] = Executor(
         app[STORE],
         app[BUS],
@@ -180,14 +218,35 @@ async def _execution_ctx(app: web.Application) -> AsyncIterator[None]:
         app[LIMITER],
         app[TASKS],
         idle_worker_s=settings.unsubscribe_delay_s,
+        partitions=settings.partitions if beside_others else None,
+        owner_id=app[OWNER_ID],
     )
     quotes = app[QUOTES]
     quotes.on_update.insert(0, executor.on_update)  # matching before the book channel
     quotes.on_stream_lost.append(executor.on_stream_lost)
     await executor.start()  # recovery first: commands then arrive after the resumed orders
-    app[COMMANDS].consume(executor.on_command)
+    if not beside_others:
+        app[COMMANDS].consume(executor.on_command)
+        yield
+        await executor.stop()
+        return
+    from app.adapters.redis_members import RedisMembers
+
+    store, commands = app[STORE], app[COMMANDS]
+    assert isinstance(store, PartitionLeases), "BUS_URL needs a store with leases"
+    app[COMMANDS].consume(executor.on_remote_command)  # type: ignore[arg-type]
+    members = RedisMembers.from_url(settings.bus_url)
+    ownership = PartitionOwnership(
+        executor, store, members, commands.own,  # type: ignore[attr-defined]
+        lease_ttl_s=settings.lease_ttl_s,
+    )  # fmt: skip
+    ticking = asyncio.create_task(ownership.run(), name="partition-ownership")
     yield
+    ticking.cancel()
+    await asyncio.gather(ticking, return_exceptions=True)
+    await ownership.leave()  # hand every partition over now (SIGTERM)
     await executor.stop()
+    await members.close()
 
 
 def create_app(
@@ -210,6 +269,7 @@ def create_app(
         handler_args={"keepalive_timeout": read_timeout_s, "lingering_time": read_timeout_s},
     )
     app[SETTINGS] = settings
+    app[OWNER_ID] = executor_id()
     app[READ_TIMEOUT] = read_timeout_s
     app.add_routes(health.routes)
     setup_metrics(app)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from app.core.commands import OrderCommand
 from app.core.domain import MarketState, OrderStatus
@@ -182,6 +182,7 @@ class MarketFeed(Protocol):
 # -- scale-out: who executes which partition, and events leaving through an outbox ---------
 
 
+@runtime_checkable
 class PartitionLeases(Protocol):
     """Leases on partitions of symbols, numbered so that a lost lease fences its writes."""
 
@@ -202,6 +203,7 @@ class PartitionLeases(Protocol):
 EventPublisher = Callable[[list[OrderEvent]], Awaitable[None]]
 
 
+@runtime_checkable
 class Outbox(Protocol):
     """Events committed with their changes, waiting to be published."""
 

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     role: Literal["all", "api", "executor"] = "all"
     store_url: str = ""  # empty: SQLite at database_path
     bus_url: str = ""  # empty: in process
+    partitions: int = Field(16, ge=1, le=1024)  # symbol partitions shared out among executors
+    lease_ttl_s: float = Field(10.0, gt=0, le=13)  # a dead executor's partitions move after it
 
     # Internal tuning, not part of the contract.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -84,6 +86,8 @@ class Settings(BaseSettings):
             raise ValueError(f"STORE_URL: ROLE={self.role} needs a postgresql:// store")
         if self.role != "all" and not self.bus_url:
             raise ValueError(f"BUS_URL: ROLE={self.role} needs a redis:// bus")
+        if self.bus_url and not self.store_url.startswith(("postgresql:", "postgres:")):
+            raise ValueError("STORE_URL: a redis:// BUS_URL needs a postgresql:// store")
         return self
 
     @field_validator("api_tokens", mode="before")

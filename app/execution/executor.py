@@ -3,6 +3,11 @@
 The executor consumes intake's commands (add, cancel) and the feed's quotes, routes both to
 the symbol's worker, and owns the feed subscriptions through `MarketInterest`. It answers
 nobody directly: what it did is in the store, then on the bus.
+
+Alone (`partitions=None`) it executes every symbol. Beside other executors it executes the
+symbols of the partitions it holds a lease on (`adopt`/`drop`, driven by
+`app/execution/ownership.py`), and every write it makes carries that lease's fence, so a
+paused executor that lost a partition can never write for it again.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from app.core.commands import AddOrder, CancelOrder, OrderCommand
 from app.core.domain import BookUpdate, OrderStatus
 from app.core.events import EventKind, order_event
 from app.core.order import Order
+from app.core.partitions import partition_of
 from app.execution.interest import MarketInterest
 from app.execution.worker import Add, Cancel, Stop, StreamLost, SymbolWorker
-from app.ports import EventBus, Limiter, OrderChange, OrderStore
+from app.ports import EventBus, Fence, Limiter, OrderChange, OrderStore
 from app.tasks import TaskSupervisor
 
 log = structlog.get_logger(__name__)
@@ -35,6 +41,8 @@ class Executor:
         tasks: TaskSupervisor,
         *,
         idle_worker_s: float | None = None,
+        partitions: int | None = None,
+        owner_id: str = "executor",
     ) -> None:
         self._store = store
         self._bus = bus
@@ -43,6 +51,10 @@ class Executor:
         self._tasks = tasks
         self._idle_worker_s = idle_worker_s  # a worker with no order stops after this long
         self._workers: dict[str, SymbolWorker] = {}
+        self._tasks_by_symbol: dict[str, asyncio.Task[None]] = {}
+        self.partitions = partitions  # None: alone, every symbol is ours
+        self.owner_id = owner_id
+        self._fences: dict[int, Fence] = {}  # partition -> our lease on it
         self._open: dict[str, str] = {}  # order_id -> symbol, for every order a worker holds
         self.status_counts: Counter[str] = Counter()
         self._retired: Counter[str] = Counter()  # totals of workers that have stopped
@@ -53,11 +65,18 @@ class Executor:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover: resume orders still in time, expire the rest, then become ready."""
+        """Alone: recover every open order, then become ready. Beside others: ready at
+        once; each partition is recovered when its lease is adopted."""
+        if self.partitions is None:
+            await self._recover(await self._store.open_orders(), fence=None)
+        self.ready = True
+
+    async def _recover(self, orders: list[Order], fence: Fence | None) -> None:
+        """Resume orders still in time and expire the rest (the service was down)."""
         now = now_us()
         expired: list[Order] = []
         resumed = 0
-        for order in await self._store.open_orders():
+        for order in orders:
             if order.expires_at_us <= now:
                 order.finish(
                     OrderStatus.EXPIRED, "expired: the service was down at expires_at", now
@@ -67,13 +86,67 @@ class Executor:
                 resumed += 1
                 self._route(order)
         if expired:
-            await self._store.apply([OrderChange(order) for order in expired])
+            events = [order_event(EventKind.EXPIRED, order) for order in expired]
+            await self._store.apply(
+                [OrderChange(order) for order in expired], events=events, fence=fence
+            )
             self.status_counts[OrderStatus.EXPIRED.value] += len(expired)
-            await self._bus.publish([order_event(EventKind.EXPIRED, order) for order in expired])
+            await self._bus.publish(events)
             for order in expired:
                 await self._limiter.release_open(order.owner)
-        self.ready = True
-        log.info("executor.recovered", resumed=resumed, expired=len(expired))
+        log.info(
+            "executor.recovered", resumed=resumed, expired=len(expired),
+            partition=None if fence is None else fence.partition,
+        )  # fmt: skip
+
+    # -- partitions (beside other executors) ----------------------------------------------
+
+    def owns(self, symbol: str) -> bool:
+        if self.partitions is None:
+            return True
+        return partition_of(symbol, self.partitions) in self._fences
+
+    def _fence_of(self, symbol: str) -> Fence | None:
+        if self.partitions is None:
+            return None
+        return self._fences.get(partition_of(symbol, self.partitions))
+
+    async def adopt(self, partition: int, epoch: int) -> None:
+        """We hold the partition's lease (numbered `epoch`): resume its open orders."""
+        assert self.partitions is not None
+        fence = self._fences[partition] = Fence(partition, self.owner_id, epoch)
+        stored = await self._store.open_orders()
+        mine = [o for o in stored if partition_of(o.symbol, self.partitions) == partition]
+        await self._recover(mine, fence)
+
+    async def drop(self, partition: int, *, hand_over: bool) -> None:
+        """Stop executing the partition's symbols. Handing over: finish and commit what
+        the workers hold first. Lease lost: just stop (their writes would be fenced)."""
+        assert self.partitions is not None
+        symbols = [s for s in self._workers if partition_of(s, self.partitions) == partition]
+        stopping = []
+        for symbol in symbols:
+            worker = self._workers.pop(symbol)
+            self._retired.update(self._totals_of(worker))
+            task = self._tasks_by_symbol.pop(symbol, None)
+            for order in worker.orders.values():
+                self.dropped(order)
+            if hand_over:
+                worker.submit(Stop())
+                if task is not None:
+                    stopping.append(task)
+            else:
+                worker.abandon()
+                if task is not None:
+                    task.cancel()
+        if stopping:
+            await asyncio.gather(*stopping, return_exceptions=True)
+        self._fences.pop(partition, None)
+        log.info("executor.dropped", partition=partition, hand_over=hand_over, symbols=len(symbols))
+
+    @property
+    def held_partitions(self) -> list[int]:
+        return sorted(self._fences)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -82,6 +155,19 @@ class Executor:
             worker.submit(Stop())
 
     # -- inputs: commands and market data ---------------------------------------------------
+
+    async def on_remote_command(self, command: OrderCommand) -> None:
+        """A command from another process's queue, maybe delivered again after a takeover:
+        an order is added only if the store still has it open (its fate may be sealed)."""
+        if not self.owns(command.symbol):
+            return
+        if isinstance(command, AddOrder):
+            stored = await self._store.get(command.order.order_id, with_fills=False)
+            if stored is None or stored.status.is_final:
+                return
+            self._route(stored)
+        else:
+            self.on_command(command)
 
     def on_command(self, command: OrderCommand) -> None:
         if isinstance(command, AddOrder):
@@ -113,9 +199,10 @@ class Executor:
         if worker is None:
             worker = self._workers[symbol] = SymbolWorker(
                 symbol, self._store, self._bus, self._market, hooks=self,
-                idle_after_s=self._idle_worker_s,
+                idle_after_s=self._idle_worker_s, fence=self._fence_of(symbol),
             )  # fmt: skip
             task = self._tasks.spawn(worker.run(), name=f"worker:{symbol}")
+            self._tasks_by_symbol[symbol] = task
             task.add_done_callback(lambda task: self._worker_ended(worker, task))
         return worker
 
@@ -126,6 +213,8 @@ class Executor:
         self._retire(worker)
         if task.cancelled() or task.exception() is None or self._stopping:
             return
+        if worker.fenced:  # another executor holds the partition now: nothing to revive
+            return
         self.worker_deaths += 1
         log.error("worker.replaced", symbol=worker.symbol, deaths=self.worker_deaths)
         for order in worker.orders.values():
@@ -134,6 +223,8 @@ class Executor:
         self._tasks.spawn(self._revive(worker.symbol), name=f"revive:{worker.symbol}")
 
     async def _revive(self, symbol: str) -> None:
+        if not self.owns(symbol):
+            return
         for order in await self._store.open_orders(symbol):
             self._route(order)
 
@@ -162,6 +253,7 @@ class Executor:
 
     def _retire(self, worker: SymbolWorker) -> None:
         del self._workers[worker.symbol]
+        self._tasks_by_symbol.pop(worker.symbol, None)
         self._retired.update(self._totals_of(worker))
 
     # -- what it reports ------------------------------------------------------------------
@@ -194,4 +286,5 @@ class Executor:
             "workers": len(self._workers),
             "worker_rebuilds": self.worker_totals()["rebuilds"],
             "worker_deaths": self.worker_deaths,
+            "partitions": None if self.partitions is None else self.held_partitions,
         }

@@ -23,7 +23,7 @@ from app.core.events import EventKind, OrderEvent, order_event
 from app.core.matching import RestingOrder, SymbolMatcher
 from app.core.order import Fill, Order
 from app.execution.expiry import ExpiryTimer
-from app.ports import EventBus, OrderChange, OrderStore, StoreUnavailable
+from app.ports import EventBus, Fence, OrderChange, OrderStore, StoreFenced, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -120,6 +120,7 @@ class SymbolWorker:
         *,
         hooks: WorkerHooks | None = None,
         idle_after_s: float | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.symbol = symbol
         self.matcher = SymbolMatcher(symbol)
@@ -129,6 +130,8 @@ class SymbolWorker:
         self._feed = feed
         self._hooks = hooks
         self._idle_after_s = idle_after_s
+        self.fence = fence  # beside other executors: our lease on this symbol's partition
+        self.fenced = False  # a write was refused: another executor owns the symbol now
         # A deque and an event: cheaper per command than asyncio.Queue on the quote path.
         self._commands: deque[Command] = deque()
         self._wakeup = asyncio.Event()
@@ -163,8 +166,15 @@ class SymbolWorker:
                 batch = [commands.popleft() for _ in range(min(len(commands), MAX_BATCH))]
                 try:
                     stop = await self._process(batch)
+                except StoreFenced:
+                    self._lost_the_partition()
+                    return
                 except Exception:
-                    stop = await self._rebuild_after_failure(batch)
+                    try:
+                        stop = await self._rebuild_after_failure(batch)
+                    except StoreFenced:
+                        self._lost_the_partition()
+                        return
                 if stop:
                     await self._persist_market_state()
                     return
@@ -173,6 +183,14 @@ class SymbolWorker:
             if self._subscribed:
                 self._subscribed = False
                 self._feed.release(self.symbol)
+
+    def _lost_the_partition(self) -> None:
+        """Another executor holds the partition now: stop without writing anything more.
+        Nothing is lost: what this worker had not committed is still open in the store,
+        and the new owner resumes it from there."""
+        self.fenced = True
+        self._commands.clear()
+        self._log.warning("worker.fenced", fence=repr(self.fence), orders=len(self.orders))
 
     async def _wait_or_idle(self) -> bool:
         """Wait for a command; False once idle long enough to stop (nothing is lost)."""
@@ -214,7 +232,9 @@ class SymbolWorker:
             else:
                 stop = True
         if batch.changes:
-            committed = await self._commit(list(batch.changes.values()), stopping=stop)
+            committed = await self._commit(
+                list(batch.changes.values()), batch.events, stopping=stop
+            )
             if not committed:
                 return True
         self.fills += sum(len(change.new_fills) for change in batch.changes.values())
@@ -297,7 +317,9 @@ class SymbolWorker:
             return None
         return state
 
-    async def _commit(self, changes: list[OrderChange], *, stopping: bool) -> bool:
+    async def _commit(
+        self, changes: list[OrderChange], events: list[OrderEvent], *, stopping: bool
+    ) -> bool:
         """Commit, retrying while the store is unavailable: an uncommitted fill is never
         pushed. Anything that cannot succeed on a retry is raised."""
         market = self._market_state_to_persist()
@@ -308,7 +330,8 @@ class SymbolWorker:
 
         try:
             await retry(
-                lambda: self._store.apply(changes, market), _TRANSIENT, _retry_backoff(),
+                lambda: self._store.apply(changes, market, events, self.fence),
+                _TRANSIENT, _retry_backoff(),
                 on_failure=failed,
             )  # fmt: skip
         except _TRANSIENT:
@@ -322,8 +345,8 @@ class SymbolWorker:
         if market is None or (market.asks, market.bids) == self._persisted_ledger:
             return
         try:
-            await self._store.apply([], market)
-        except _TRANSIENT as exc:
+            await self._store.apply([], market, (), self.fence)
+        except (*_TRANSIENT, StoreFenced) as exc:
             self._log.warning("market_state.not_saved", error=repr(exc))
             return
         self._persisted_ledger = (market.asks, market.bids)
@@ -364,6 +387,8 @@ class SymbolWorker:
         control += [c for c in failed if isinstance(c, Cancel | Expire | Stop)]
         try:
             return await self._process(control)
+        except StoreFenced:
+            raise
         except Exception:
             self._log.exception("worker.rebuild_failed")
             return any(isinstance(command, Stop) for command in control)

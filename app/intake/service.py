@@ -212,8 +212,10 @@ class IntakeService:
             updated_at_us=created,
             expires_at_us=created + round(timeout_s * 1_000_000),
         )
+        accepted = order_event(EventKind.ACCEPTED, order)
         try:
-            await self._store.insert_order(order)
+            # With the event: a store with an outbox publishes it even if we crash now.
+            await self._store.insert_order(order, [accepted])
         except DuplicateClientOrderId:
             # Two requests raced with the same key: the first one won.
             existing = await self._store.get_by_client_order_id(owner, order.client_order_id or "")
@@ -226,7 +228,6 @@ class IntakeService:
             side=order.side.value, size=str(order.order_size), price=str(order.price),
         )  # fmt: skip
         self.accepted += 1
-        accepted = order_event(EventKind.ACCEPTED, order)
         await self._bus.publish([accepted])
         await self._commands.send(AddOrder(order))
         return Submission(accepted.order, True)
