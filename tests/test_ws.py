@@ -113,6 +113,17 @@ async def test_orders_channel_sees_every_order(
         # ASCII only: "ßß" would upper-case to "SSSS", a fullwidth "BTC" is not A-Z
         ('{"op": "subscribe", "channel": "book", "symbol": "\u00df\u00df"}', "symbol"),
         ('{"op": "subscribe", "channel": "book", "symbol": "\uff22\uff34\uff23"}', "symbol"),
+        # Each message kind takes exactly its own keys, and says which one is wrong.
+        ('{"op": "subscribe", "channel": "orders", "colour": "red"}', '"colour" is not expected'),
+        ('{"op": "subscribe", "order_id": "x", "channel": "orders"}', '"channel" is not expected'),
+        ('{"op": "dance", "channel": "orders"}', '"op" must be'),
+        ('{"op": "dance", "order_id": "x"}', '"op" must be'),
+        ('{"channel": "orders"}', '"op" is missing'),
+        ('{"op": "subscribe", "channel": "order"}', "either"),  # the tag, not a channel
+        ('{"op": "subscribe", "channel": ["orders"]}', "either"),
+        ('{"op": "subscribe", "order_id": ""}', "order_id"),
+        ('{"op": "subscribe", "order_id": "%s"}' % ("x" * 65), "order_id"),
+        ('{"op": "subscribe", "channel": "book", "symbol": 42}', '"symbol" must be 2-20'),
     ],
 )
 async def test_bad_client_messages_get_an_error_and_the_socket_stays_open(
@@ -204,3 +215,52 @@ async def test_shutdown_closes_every_socket_with_1001(client: TestClient) -> Non
     await closing
     assert message.type is aiohttp.WSMsgType.CLOSE
     assert ws.close_code == 1001 and message.extra == "server shutdown"
+
+
+async def test_book_subscriptions_upper_case_the_symbol_both_ways(client: TestClient) -> None:  # type: ignore[type-arg]
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"op": "subscribe", "channel": "book", "symbol": "ltcBTC"})
+        assert await receive(ws) == {"type": "subscribed", "channel": "book", "symbol": "LTCBTC"}
+        await ws.send_json({"op": "unsubscribe", "channel": "book", "symbol": "ltcbtc"})
+        assert await receive(ws) == {
+            "type": "unsubscribed", "channel": "book", "symbol": "LTCBTC"
+        }  # fmt: skip
+        await ws.send_json({"op": "unsubscribe", "channel": "orders"})
+        assert await receive(ws) == {"type": "unsubscribed", "channel": "orders"}
+
+
+async def test_bad_query_shortcuts_are_errors_and_the_good_ones_still_subscribe(
+    client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    async with client.ws_connect("/ws?order_id=&channel=weather&book=BTC-USDT") as ws:
+        replies = [await receive(ws) for _ in range(3)]
+        assert [r["type"] for r in replies] == ["error"] * 3
+        assert '"order_id"' in replies[0]["message"]
+        assert '"channel" query parameter' in replies[1]["message"]
+        assert '"symbol" must be' in replies[2]["message"]
+        await ws.send_json({"op": "subscribe", "channel": "orders"})
+        assert await receive(ws) == {"type": "subscribed", "channel": "orders"}
+
+
+async def test_the_subscription_cap_counts_each_subscription_once(start_app) -> None:  # type: ignore[no-untyped-def]
+    client = await start_app(ws_max_subscriptions=1)
+    async with client.ws_connect("/ws") as ws:
+        orders = {"op": "subscribe", "channel": "orders"}
+        book = {"op": "subscribe", "channel": "book", "symbol": "LTCBTC"}
+        await ws.send_json(orders)
+        await ws.send_json(orders)  # already held: no new place needed
+        await ws.send_json(book)
+        replies = [await receive(ws) for _ in range(3)]
+        assert replies[:2] == [{"type": "subscribed", "channel": "orders"}] * 2
+        assert replies[2]["type"] == "error" and "at most 1" in replies[2]["message"]
+        await ws.send_json({"op": "unsubscribe", "channel": "orders"})
+        await ws.send_json(book)
+        await ws.send_json({**book, "symbol": "ltcbtc"})  # the same book, any case
+        assert [await receive(ws) for _ in range(3)] == [
+            {"type": "unsubscribed", "channel": "orders"},
+            {"type": "subscribed", "channel": "book", "symbol": "LTCBTC"},
+            {"type": "subscribed", "channel": "book", "symbol": "LTCBTC"},
+        ]
+        await ws.send_json({"op": "subscribe", "order_id": "any"})
+        error = await receive(ws)
+        assert error["type"] == "error" and "too many subscriptions" in error["message"]

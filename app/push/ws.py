@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, assert_never
 
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from app.core import rules
 from app.http.auth import AUTH
 from app.http.errors import ApiError
 from app.http.origin import origin_allowed
 from app.keys import PUSH_HUB, SETTINGS, STORE
+from app.push import messages
 from app.push.client import PushClient
 from app.push.hub import encode
+from app.push.messages import BookChannel, OrdersChannel, OrderSubscription
 from app.schemas import order_json
 
 log = structlog.get_logger(__name__)
@@ -66,51 +67,41 @@ class _Session:
             return
         await self.handle(message)
 
-    async def handle(self, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        if op not in ("subscribe", "unsubscribe"):
-            self.error('"op" must be "subscribe" or "unsubscribe"')
+    async def handle(self, raw: object) -> None:
+        try:
+            message = messages.parse(raw)
+        except messages.BadMessage as exc:
+            self.error(str(exc))
             return
-        order_id, channel = message.get("order_id"), message.get("channel")
-        if order_id is not None and channel is None:
-            if not isinstance(order_id, str) or not 0 < len(order_id) <= 64:
-                self.error('"order_id" must be an order id string')
-            elif op == "subscribe":
-                if order_id in self.client.orders or self.room_for_one_more():
-                    await self.subscribe_order(order_id)
-            else:
-                self.hub.unwatch_order(self.client, order_id)
-                self.client.send(encode({"type": "unsubscribed", "order_id": order_id}))
-        elif channel == "orders" and order_id is None:
-            if op == "subscribe":
+        match message:
+            case OrderSubscription(op="subscribe"):
+                if message.order_id in self.client.orders or self.room_for_one_more():
+                    await self.subscribe_order(message.order_id)
+            case OrderSubscription():
+                self.hub.unwatch_order(self.client, message.order_id)
+                self.client.send(encode({"type": "unsubscribed", "order_id": message.order_id}))
+            case OrdersChannel(op="subscribe"):
                 if not self.client.orders_channel and not self.room_for_one_more():
                     return
                 self.hub.watch_orders_channel(self.client)
                 self.client.send(encode({"type": "subscribed", "channel": "orders"}))
-            else:
+            case OrdersChannel():
                 self.hub.unwatch_orders_channel(self.client)
                 self.client.send(encode({"type": "unsubscribed", "channel": "orders"}))
-        elif channel == "book" and order_id is None:
-            symbol = message.get("symbol")
-            try:
-                symbol = rules.symbol(symbol)
-            except ValueError as exc:
-                self.error(f'"symbol" {exc}')
-                return
-            if op == "subscribe":
-                if symbol not in self.client.books and not self.room_for_one_more():
+            case BookChannel(op="subscribe"):
+                if message.symbol not in self.client.books and not self.room_for_one_more():
                     return
                 self.client.send(
-                    encode({"type": "subscribed", "channel": "book", "symbol": symbol})
+                    encode({"type": "subscribed", "channel": "book", "symbol": message.symbol})
                 )
-                self.hub.watch_book(self.client, symbol)
-            else:
-                self.hub.unwatch_book(self.client, symbol)
+                self.hub.watch_book(self.client, message.symbol)
+            case BookChannel():
+                self.hub.unwatch_book(self.client, message.symbol)
                 self.client.send(
-                    encode({"type": "unsubscribed", "channel": "book", "symbol": symbol})
+                    encode({"type": "unsubscribed", "channel": "book", "symbol": message.symbol})
                 )
-        else:
-            self.error('give either "order_id", or "channel": "orders" | "book" (with "symbol")')
+            case _:
+                assert_never(message)
 
     async def subscribe_order(self, order_id: str) -> None:
         if order_id in self.client.orders:
