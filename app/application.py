@@ -29,6 +29,7 @@ from app.adapters.local_limiter import LocalLimiter
 from app.adapters.memory_store import MemoryStore
 from app.adapters.sqlite_store import SqliteStore
 from app.core.domain import BookUpdate
+from app.execution.book_interest import follow_book_interest
 from app.execution.executor import Executor
 from app.execution.interest import MarketInterest
 from app.execution.ownership import PartitionOwnership
@@ -92,6 +93,7 @@ def executor_id() -> str:
 
 
 OWNER_ID = web.AppKey("owner_id", str)
+BOOKS = web.AppKey("books", object)  # the cross-process book channel, with a Redis bus
 
 
 class QuoteFanout:
@@ -134,7 +136,10 @@ async def _adapters_ctx(app: web.Application) -> AsyncIterator[None]:
         limiter = RedisLimiter(
             settings.bus_url, settings.rate_limit_per_s, settings.max_open_orders
         )
-        closers += [bus.close, commands.close, limiter.close]  # type: ignore[attr-defined]
+        from app.adapters.redis_book import RedisBookChannel
+
+        books = app[BOOKS] = RedisBookChannel(settings.bus_url)
+        closers += [bus.close, commands.close, limiter.close, books.close]  # type: ignore[attr-defined]
         app[COMMANDS], app[LIMITER] = commands, limiter
     else:
         bus = InProcessBus()
@@ -173,13 +178,22 @@ async def _market_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _push_ctx(app: web.Application) -> AsyncIterator[None]:
-    market = app.get(MARKET)
-    hub = app[PUSH_HUB] = PushHub(
-        app[BUS],
-        acquire_book=market.acquire if market is not None else lambda symbol: None,
-        release_book=market.release if market is not None else lambda symbol: None,
-    )
-    if QUOTES in app:
+    """The hub. Its book quotes come from this process's feed, or, beside other processes,
+    from the book channel that the symbol's executor publishes on."""
+    books = app.get(BOOKS)
+    if books is not None:
+        from app.adapters.redis_book import RedisBookChannel
+
+        assert isinstance(books, RedisBookChannel)
+        hub = app[PUSH_HUB] = PushHub(
+            app[BUS], acquire_book=books.watch, release_book=books.unwatch
+        )
+        books.listen(hub.on_update)
+    else:
+        market = app[MARKET]
+        hub = app[PUSH_HUB] = PushHub(
+            app[BUS], acquire_book=market.acquire, release_book=market.release
+        )
         app[QUOTES].on_update.append(hub.on_update)
     app[TASKS].spawn(hub.run(), name="push-hub", endless=True)
     yield
@@ -230,6 +244,7 @@ async def _execution_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         await executor.stop()
         return
+    from app.adapters.redis_book import RedisBookChannel
     from app.adapters.redis_members import RedisMembers
 
     store, commands = app[STORE], app[COMMANDS]
@@ -240,10 +255,20 @@ async def _execution_ctx(app: web.Application) -> AsyncIterator[None]:
         executor, store, members, commands.own,  # type: ignore[attr-defined]
         lease_ttl_s=settings.lease_ttl_s,
     )  # fmt: skip
-    ticking = asyncio.create_task(ownership.run(), name="partition-ownership")
+    books = app[BOOKS]
+    assert isinstance(books, RedisBookChannel)
+    quotes.on_update.append(books.offer)
+    books.start_publishing()
+    ticking = [
+        asyncio.create_task(ownership.run(), name="partition-ownership"),
+        asyncio.create_task(
+            follow_book_interest(books.wanted, executor.owns, app[MARKET]), name="book-interest"
+        ),
+    ]
     yield
-    ticking.cancel()
-    await asyncio.gather(ticking, return_exceptions=True)
+    for task in ticking:
+        task.cancel()
+    await asyncio.gather(*ticking, return_exceptions=True)
     await ownership.leave()  # hand every partition over now (SIGTERM)
     await executor.stop()
     await members.close()
