@@ -156,16 +156,14 @@ class Executor:
 
     # -- inputs: commands and market data ---------------------------------------------------
 
-    async def on_remote_command(self, command: OrderCommand) -> None:
+    def on_remote_command(self, command: OrderCommand) -> None:
         """A command from another process's queue, maybe delivered again after a takeover:
-        an order is added only if the store still has it open (its fate may be sealed)."""
+        its worker adds the order only if the store still has it open (its fate may be
+        sealed already), checked in the worker so the symbol's commands keep their order."""
         if not self.owns(command.symbol):
             return
         if isinstance(command, AddOrder):
-            stored = await self._store.get(command.order.order_id, with_fills=False)
-            if stored is None or stored.status.is_final:
-                return
-            self._route(stored)
+            self._worker(command.symbol).submit(Add(command.order, verify=True))
         else:
             self.on_command(command)
 

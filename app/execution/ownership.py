@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import structlog
@@ -44,7 +44,7 @@ class PartitionOwnership:
         executor: Executor,
         leases: PartitionLeases,
         members: Members,
-        read_partitions: Callable[[set[int]], None],
+        read_partitions: Callable[[set[int]], Awaitable[None]],
         *,
         lease_ttl_s: float = LEASE_TTL_S,
         tick_s: float = TICK_S,
@@ -76,18 +76,21 @@ class PartitionOwnership:
     async def tick(self) -> None:
         async with self._lock:
             renewed = await self._leases.renew(self._owner, self._ttl_s)
-            for partition in [p for p in self._held if p not in renewed]:
-                log.warning("ownership.lease_lost", owner=self._owner, partition=partition)
-                del self._held[partition]
-                self._read_partitions(set(self._held))
-                await self._executor.drop(partition, hand_over=False)
+            lost = [p for p in self._held if p not in renewed]
+            if lost:
+                for partition in lost:
+                    log.warning("ownership.lease_lost", owner=self._owner, partition=partition)
+                    del self._held[partition]
+                await self._read_partitions(set(self._held))
+                for partition in lost:
+                    await self._executor.drop(partition, hand_over=False)
             live = await self._members.heartbeat(self._owner, self._ttl_s)
             share = math.ceil(self._partitions / max(1, len(live)))
             if len(self._held) > share:
-                extra = sorted(self._held)[share:]
-                await self._hand_over(extra)
+                await self._hand_over(sorted(self._held)[share:])
                 return
             holders = await self._leases.holders()
+            adopted: list[int] = []
             for partition in range(self._partitions):
                 if len(self._held) >= share:
                     break
@@ -98,13 +101,15 @@ class PartitionOwnership:
                     continue
                 self._held[partition] = epoch
                 await self._executor.adopt(partition, epoch)
-                self._read_partitions(set(self._held))
-                log.info("ownership.adopted", owner=self._owner, partition=partition, epoch=epoch)
+                adopted.append(partition)
+            if adopted:  # read their commands only now that their orders are back
+                await self._read_partitions(set(self._held))
+                log.info("ownership.adopted", owner=self._owner, partitions=adopted)
 
     async def _hand_over(self, partitions: list[int]) -> None:
         for partition in partitions:
             self._held.pop(partition, None)
-        self._read_partitions(set(self._held))  # no new commands for them here
+        await self._read_partitions(set(self._held))  # no new commands for them here
         for partition in partitions:
             await self._executor.drop(partition, hand_over=True)
         await self._leases.release(self._owner, partitions)

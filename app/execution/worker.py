@@ -67,6 +67,7 @@ class WorkerHooks(Protocol):
 @dataclass(slots=True)
 class Add:
     order: Order
+    verify: bool = False  # from another process: add only if the store has it open
 
 
 @dataclass(slots=True)
@@ -165,6 +166,8 @@ class SymbolWorker:
                     continue
                 batch = [commands.popleft() for _ in range(min(len(commands), MAX_BATCH))]
                 try:
+                    if any(isinstance(c, Add) and c.verify for c in batch):
+                        batch = await self._still_open(batch)
                     stop = await self._process(batch)
                 except StoreFenced:
                     self._lost_the_partition()
@@ -208,6 +211,20 @@ class SymbolWorker:
             return True
         # Decided with no await in between: nothing can be routed here once it says yes.
         return self._hooks is None or not self._hooks.idle(self)
+
+    async def _still_open(self, batch: list[Command]) -> list[Command]:
+        """Replace each order to verify by what the store holds now; drop it if final."""
+        checked: list[Command] = []
+        for command in batch:
+            if not (isinstance(command, Add) and command.verify):
+                checked.append(command)
+                continue
+            if command.order.order_id in self.orders:
+                continue  # already here (recovered when the partition was adopted)
+            stored = await self._store.get(command.order.order_id, with_fills=False)
+            if stored is not None and not stored.status.is_final:
+                checked.append(Add(stored))
+        return checked
 
     async def _process(self, commands: list[Command]) -> bool:
         batch = _Batch()
