@@ -20,6 +20,9 @@ from app.settings import Settings
 
 configure_logging("console", "warning")
 
+# Real PostgreSQL and Redis servers, started by the tests that need them (session-scoped).
+pytest_plugins = ["tests.engine_postgres", "tests.engine_redis"]
+
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[BinanceEmulator]:

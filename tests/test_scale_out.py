@@ -18,8 +18,6 @@ import pytest
 
 from app.core.partitions import partition_of
 from app.emulator.server import BinanceEmulator
-from tests.engine_postgres import postgres_store_url, postgres_url  # noqa: F401
-from tests.engine_redis import redis_db_url, redis_url  # noqa: F401
 from tests.helpers import stream
 from tests.service_process import ServiceProcess
 
@@ -84,8 +82,8 @@ class Cluster:
 @pytest.fixture
 async def cluster(
     tmp_path: Path,
-    postgres_store_url: str,  # noqa: F811
-    redis_db_url: str,  # noqa: F811
+    postgres_store_url: str,
+    redis_db_url: str,
     emulator: BinanceEmulator,
 ) -> AsyncIterator[Cluster]:
     running = Cluster(tmp_path, postgres_store_url, redis_db_url, emulator.base_url)
@@ -128,7 +126,7 @@ def _symbols_on_both(count: int) -> list[str]:
 async def test_orders_on_either_api_fill_once_on_the_executor_that_owns_the_symbol(
     cluster: Cluster,
     emulator: BinanceEmulator,
-    postgres_store_url: str,  # noqa: F811
+    postgres_store_url: str,
 ) -> None:
     await cluster.start()
     await cluster.wait_balanced(cluster.executors)
@@ -212,7 +210,7 @@ async def test_cancel_on_any_api_and_the_limits_hold_across_apis(
 async def test_kill_9_of_an_executor_mid_blast_loses_and_duplicates_no_fill(
     cluster: Cluster,
     emulator: BinanceEmulator,
-    postgres_store_url: str,  # noqa: F811
+    postgres_store_url: str,
 ) -> None:
     await cluster.start(ORDER_TIMEOUT_SECONDS="60")
     await cluster.wait_balanced(cluster.executors)
