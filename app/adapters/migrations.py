@@ -1,10 +1,19 @@
-"""Versioned schema: migration N brings `PRAGMA user_version` from N-1 to N."""
+"""Versioned schemas, one list per SQL dialect: migration N brings a database from N-1 to N.
+
+SQLite keeps its version in `PRAGMA user_version` (`migrate`); PostgreSQL in a one-row
+`schema_version` table (`migrate_postgres`), migrated under an advisory lock so that any
+number of processes may start at once. Both keep decimals as TEXT (exact, and read back
+`fmt`-equal) and times as integer microseconds, so the adapters share their row mapping.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
-MIGRATIONS: tuple[str, ...] = (
+# -- SQLite --------------------------------------------------------------------------------
+
+SQLITE_MIGRATIONS: tuple[str, ...] = (
     # 1: orders and fills. Decimals are TEXT (exact); times are integer microseconds.
     """
     CREATE TABLE orders (
@@ -63,6 +72,9 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+MIGRATIONS = SQLITE_MIGRATIONS  # the name the SQLite store and its tests have always used
+
+
 def migrate(db: sqlite3.Connection) -> int:
     """Apply every migration newer than the database; return the resulting version."""
     row = db.execute("PRAGMA user_version").fetchone()
@@ -76,3 +88,112 @@ def migrate(db: sqlite3.Connection) -> int:
         # executescript commits first; the whole migration then runs in one transaction.
         db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
     return len(MIGRATIONS)
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+
+POSTGRES_MIGRATIONS: tuple[str, ...] = (
+    # 1: orders, fills and what matching remembers per symbol (SQLite's 1 and 2). Decimals
+    # are TEXT (exact), times BIGINT microseconds; `seq` is the list cursor, as in SQLite.
+    """
+    CREATE TABLE orders (
+        seq             BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        order_id        TEXT    NOT NULL UNIQUE,
+        owner           TEXT    NOT NULL,
+        client_order_id TEXT,
+        symbol          TEXT    NOT NULL,
+        side            TEXT    NOT NULL CHECK (side IN ('buy', 'sell')),
+        order_size      TEXT    NOT NULL,
+        price           TEXT    NOT NULL,
+        timeout_s       DOUBLE PRECISION NOT NULL,
+        status          TEXT    NOT NULL CHECK (status IN ('open', 'partially_filled',
+                                    'filled', 'expired', 'cancelled', 'rejected')),
+        filled_qty      TEXT    NOT NULL,
+        notional        TEXT    NOT NULL,
+        fill_count      INTEGER NOT NULL,
+        reason          TEXT,
+        created_at_us   BIGINT  NOT NULL,
+        updated_at_us   BIGINT  NOT NULL,
+        expires_at_us   BIGINT  NOT NULL
+    );
+    CREATE UNIQUE INDEX orders_by_client_order_id
+        ON orders (owner, client_order_id) WHERE client_order_id IS NOT NULL;
+    CREATE INDEX orders_by_owner ON orders (owner, seq);
+    CREATE INDEX orders_by_owner_status ON orders (owner, status, seq);
+    CREATE INDEX orders_by_owner_symbol ON orders (owner, symbol, seq);
+    CREATE INDEX orders_open ON orders (seq) WHERE status IN ('open', 'partially_filled');
+    CREATE INDEX orders_open_by_symbol ON orders (symbol, seq)
+        WHERE status IN ('open', 'partially_filled');
+    CREATE TABLE fills (
+        order_id  TEXT    NOT NULL REFERENCES orders (order_id),
+        seq       INTEGER NOT NULL CHECK (seq >= 1),
+        update_id BIGINT  NOT NULL,
+        price     TEXT    NOT NULL,
+        qty       TEXT    NOT NULL,
+        ts_us     BIGINT  NOT NULL,
+        PRIMARY KEY (order_id, seq)
+    );
+    CREATE TABLE market_state (
+        symbol         TEXT   PRIMARY KEY,
+        last_update_id BIGINT
+    );
+    CREATE TABLE ledger (
+        symbol    TEXT NOT NULL,
+        book_side TEXT NOT NULL CHECK (book_side IN ('asks', 'bids')),
+        price     TEXT NOT NULL,
+        taken     TEXT NOT NULL,
+        PRIMARY KEY (symbol, book_side, price)
+    );
+    """,
+    # 2: scale-out. Events committed with their changes wait in the outbox (encoded by
+    # app.adapters.codec) until relayed, oldest id first; partitions of symbols are leased
+    # to one executor at a time, and `epoch` numbers the leases so that writes are fenced.
+    """
+    CREATE TABLE outbox (
+        id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        payload BYTEA  NOT NULL
+    );
+    CREATE TABLE partition_leases (
+        partition  INTEGER     PRIMARY KEY,
+        owner      TEXT        NOT NULL,
+        epoch      BIGINT      NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    """,
+)
+
+# Advisory lock keys (one 64-bit space per database): migrating, and relaying the outbox.
+POSTGRES_MIGRATION_LOCK = 0x5452_4144_4530_0001
+POSTGRES_RELAY_LOCK = 0x5452_4144_4530_0002
+
+
+async def migrate_postgres(conn: Any) -> int:
+    """Apply every PostgreSQL migration newer than the database on an asyncpg connection.
+
+    All pending migrations run in one transaction (DDL is transactional in PostgreSQL)
+    under `pg_advisory_xact_lock`: processes starting together queue on the lock, and each
+    after the first finds the schema current and does nothing. Returns the version.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", POSTGRES_MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " single  BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (single),"
+            " version INTEGER NOT NULL)"
+        )
+        version = await conn.fetchval("SELECT version FROM schema_version")
+        version = 0 if version is None else int(version)
+        if version > len(POSTGRES_MIGRATIONS):
+            raise RuntimeError(
+                f"database schema version {version} is newer than this service "
+                f"({len(POSTGRES_MIGRATIONS)}); refusing to touch it"
+            )
+        for script in POSTGRES_MIGRATIONS[version:]:
+            await conn.execute(script)
+        if version < len(POSTGRES_MIGRATIONS):
+            await conn.execute(
+                "INSERT INTO schema_version (version) VALUES ($1) "
+                "ON CONFLICT (single) DO UPDATE SET version = excluded.version",
+                len(POSTGRES_MIGRATIONS),
+            )
+    return len(POSTGRES_MIGRATIONS)

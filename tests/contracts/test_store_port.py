@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 
 from app.adapters.memory_store import MemoryStore
+from app.adapters.postgres_store import PostgresStore
 from app.adapters.sqlite_store import SqliteStore
 from app.core.domain import MarketState, OrderStatus, Side
 from app.core.order import Order
 from app.ports import DuplicateClientOrderId, OrderChange, OrderStore, StoreError
+from tests.engine_postgres import postgres_store_url, postgres_url  # noqa: F401
 
 D = Decimal
 
@@ -35,11 +37,11 @@ class Adapter:
         self.durable = durable
 
 
-def _sqlite(tmp_path: Path) -> Adapter:
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Adapter:
     return Adapter(lambda: SqliteStore.open(tmp_path / "contract.db"), durable=True)
 
 
-def _memory(tmp_path: Path) -> Adapter:
+def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Adapter:
     shared = MemoryStore()
 
     async def open_store() -> MemoryStore:
@@ -48,12 +50,23 @@ def _memory(tmp_path: Path) -> Adapter:
     return Adapter(open_store, durable=False)
 
 
-ADAPTERS: dict[str, Callable[[Path], Adapter]] = {"sqlite": _sqlite, "memory": _memory}
+def _postgresql(request: pytest.FixtureRequest, tmp_path: Path) -> Adapter:
+    # A fresh database per test on the session's server (skipped without PostgreSQL).
+    url: str = request.getfixturevalue("postgres_store_url")
+    return Adapter(lambda: PostgresStore.open(url), durable=True)
+
+
+# Each factory gets the test's request (for fixtures it needs) and its tmp_path.
+ADAPTERS: dict[str, Callable[[pytest.FixtureRequest, Path], Adapter]] = {
+    "sqlite": _sqlite,
+    "memory": _memory,
+    "postgresql": _postgresql,
+}
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
 def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Adapter:
-    return ADAPTERS[request.param](tmp_path)
+    return ADAPTERS[request.param](request, tmp_path)
 
 
 @pytest.fixture

@@ -1,0 +1,510 @@
+"""The PostgreSQL store: one database shared by every api and executor process.
+
+Implements three ports in one class, over one asyncpg pool:
+
+- `OrderStore`, with the semantics of the SQLite store: decimals as TEXT (exact, read back
+  `fmt`-equal), times as BIGINT microseconds, every write one transaction (all or
+  nothing), and reads of an order with its fills in one statement (one snapshot).
+- `Outbox`: the events of a write are inserted into `outbox` in the write's transaction,
+  with a `pg_notify` that wakes relayers at its commit. `relay` publishes the oldest rows
+  in id order and deletes them, in one transaction under a transaction-scoped advisory
+  lock, so only one relayer publishes at a time (at least once: a crash after publishing
+  and before the commit publishes those rows again). Ids are drawn before commit, so
+  events of unrelated orders may be relayed out of commit order; one order's events never
+  are: its writes serialize on its row lock, taken before the write's events are inserted.
+- `PartitionLeases`: a lease per partition of symbols, timed by the database's clock
+  (`now()`), numbered by `epoch`. A write with a `Fence` locks its lease row FOR SHARE and
+  is refused whole (StoreFenced) unless owner and epoch still match; taking a lease over
+  updates that row, so the two serialize and a paused former owner can never write after
+  the new owner took the partition.
+
+Epochs: `acquire` keeps the epoch only when the caller already holds a live lease (an
+extension); every other acquisition (free, expired, released, or taken from another owner)
+bumps it. `release` bumps it too and ends the lease at once, so writes fenced with the
+released lease are refused from then on. Rows are never deleted, so epochs only grow.
+
+Errors: lost or refused connections, timeouts, and server states a retry can get past
+(shutdown, too many connections, serialization failures and deadlocks) are
+StoreUnavailable; a duplicate (owner, client_order_id) is DuplicateClientOrderId; a write
+contradicting what is stored is StoreConflict; anything else from the server is StoreError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import structlog
+
+from app.adapters.codec import DecodeError, decode_event, encode_event
+from app.adapters.migrations import POSTGRES_RELAY_LOCK, migrate_postgres
+from app.core.decimals import fmt
+from app.core.domain import Level, MarketState, OrderStatus, Side
+from app.core.events import OrderEvent
+from app.core.order import Fill, Order
+from app.ports import (
+    DuplicateClientOrderId,
+    EventPublisher,
+    Fence,
+    OrderChange,
+    OrderPage,
+    StoreConflict,
+    StoreError,
+    StoreFenced,
+    StoreUnavailable,
+)
+
+log = structlog.get_logger(__name__)
+
+OUTBOX_CHANNEL = "trade_outbox"
+
+# Failures a retry may get past: the connection (lost, refused, timed out), the server
+# (shutting down, out of connections), or the transaction (serialization, deadlock).
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,  # includes TimeoutError and ConnectionError
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # e.g. a connection the server ended while it sat idle
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.TransactionRollbackError,
+)
+
+_ORDER_COLUMNS = (
+    "order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status, "
+    "filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us"
+)
+_INSERT_ORDER = (
+    f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({', '.join(f'${n}' for n in range(1, 17))})"
+)
+# An order and its fills in one statement: one statement reads one snapshot, so a commit
+# landing between "the order" and "its fills" cannot tear them apart.
+_ORDER_WITH_FILLS = (
+    f"SELECT {', '.join('o.' + c.strip() for c in _ORDER_COLUMNS.split(','))}, "
+    "f.seq, f.update_id, f.price, f.qty, f.ts_us "
+    "FROM orders o LEFT JOIN fills f ON f.order_id = o.order_id WHERE {where} ORDER BY f.seq"
+)
+_UPDATE_ORDERS = (
+    "UPDATE orders AS o SET status = u.status, filled_qty = u.filled_qty, "
+    "notional = u.notional, fill_count = u.fill_count, reason = u.reason, "
+    "updated_at_us = u.updated_at_us "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], "
+    "$7::bigint[]) AS u(order_id, status, filled_qty, notional, fill_count, reason, "
+    "updated_at_us) "
+    "WHERE o.order_id = u.order_id AND o.status IN ('open', 'partially_filled')"
+)
+_INSERT_FILLS = (
+    "INSERT INTO fills (order_id, seq, update_id, price, qty, ts_us) "
+    "SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], "
+    "$6::bigint[])"
+)
+_WRITE_MARKET_STATE = (
+    "WITH cleared AS (DELETE FROM ledger WHERE symbol = $1) "
+    "INSERT INTO market_state (symbol, last_update_id) VALUES ($1, $2) "
+    "ON CONFLICT (symbol) DO UPDATE SET last_update_id = excluded.last_update_id"
+)
+_INSERT_LEDGER = (
+    "INSERT INTO ledger (symbol, book_side, price, taken) "
+    "SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])"
+)
+# The events, in order (identity values follow the ORDER BY), and a wake-up for relayers:
+# PostgreSQL delivers the notification at commit, and only if the transaction commits.
+_INSERT_OUTBOX = (
+    "WITH added AS (INSERT INTO outbox (payload) "
+    "SELECT payload FROM unnest($1::bytea[]) WITH ORDINALITY AS e(payload, n) ORDER BY n) "
+    "SELECT pg_notify($2, '')"
+)
+_CHECK_FENCE = "SELECT owner, epoch FROM partition_leases WHERE partition = $1 FOR SHARE"
+# Free, expired or ours: take it. The epoch is kept only when extending a live lease of ours.
+_ACQUIRE = (
+    "INSERT INTO partition_leases AS l (partition, owner, epoch, expires_at) "
+    "VALUES ($1, $2, 1, now() + make_interval(secs => $3::float8)) "
+    "ON CONFLICT (partition) DO UPDATE SET owner = excluded.owner, "
+    "epoch = CASE WHEN l.owner = excluded.owner AND l.expires_at > now() "
+    "THEN l.epoch ELSE l.epoch + 1 END, expires_at = excluded.expires_at "
+    "WHERE l.owner = excluded.owner OR l.expires_at <= now() "
+    "RETURNING epoch"
+)
+_RENEW = (
+    "UPDATE partition_leases SET expires_at = now() + make_interval(secs => $2::float8) "
+    "WHERE owner = $1 AND expires_at > now() RETURNING partition, epoch"
+)
+_RELEASE = (
+    "UPDATE partition_leases SET epoch = epoch + 1, expires_at = now() "
+    "WHERE owner = $1 AND partition = ANY($2::int[]) AND expires_at > now()"
+)
+_HOLDERS = (
+    "SELECT partition, owner, extract(epoch FROM expires_at - now())::float8 AS left_s "
+    "FROM partition_leases WHERE expires_at > now() ORDER BY partition"
+)
+_MAX_CURSOR = 2**63 - 1
+
+
+class _PublishFailed(Exception):
+    """Carries the publisher's own exception out of the transaction, unmapped."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(repr(cause))
+        self.cause = cause
+
+
+def _order_row(order: Order) -> tuple[Any, ...]:
+    return (
+        order.order_id, order.owner, order.client_order_id, order.symbol, order.side.value,
+        fmt(order.order_size), fmt(order.price), order.timeout_s, order.status.value,
+        fmt(order.filled_qty), fmt(order.notional), order.fill_count, order.reason,
+        order.created_at_us, order.updated_at_us, order.expires_at_us,
+    )  # fmt: skip
+
+
+def _order_from_row(row: Any, start: int = 0) -> Order:
+    r = row
+    i = start
+    return Order(
+        order_id=r[i], owner=r[i + 1], client_order_id=r[i + 2], symbol=r[i + 3],
+        side=Side(r[i + 4]), order_size=Decimal(r[i + 5]), price=Decimal(r[i + 6]),
+        timeout_s=r[i + 7], status=OrderStatus(r[i + 8]), filled_qty=Decimal(r[i + 9]),
+        notional=Decimal(r[i + 10]), fill_count=r[i + 11], reason=r[i + 12],
+        created_at_us=r[i + 13], updated_at_us=r[i + 14], expires_at_us=r[i + 15],
+    )  # fmt: skip
+
+
+def _order_with_fills(rows: Sequence[Any]) -> Order | None:
+    if not rows:
+        return None
+    order = _order_from_row(rows[0])
+    order.fills = [
+        Fill(row[16], row[17], Decimal(row[18]), Decimal(row[19]), row[20])
+        for row in rows
+        if row[16] is not None
+    ]
+    return order
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: what `unnest($1::t[], ...)` takes."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
+class PostgresStore:
+    """OrderStore, Outbox and PartitionLeases on one PostgreSQL database (see the module)."""
+
+    def __init__(self, pool: Any, url: str) -> None:
+        self._pool = pool
+        self._url = url
+        self._listener: Any = None  # a dedicated connection LISTENing on OUTBOX_CHANNEL
+        self._listen_lock = asyncio.Lock()
+        self._notified = asyncio.Event()
+        self._closed = False
+        self.commits = 0
+
+    @classmethod
+    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
+        """Connect a pool to `url` and bring the schema up to date (safe concurrently)."""
+        try:
+            pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        except _TRANSIENT as exc:
+            raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
+        try:
+            async with pool.acquire() as conn:
+                await migrate_postgres(conn)
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, _TRANSIENT):
+                raise StoreUnavailable(f"cannot migrate the database: {exc}") from exc
+            raise
+        return cls(pool, url)
+
+    async def close(self) -> None:
+        self._closed = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(*_TRANSIENT):
+                await listener.close(timeout=5)
+        await self._pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection; the driver's failures become the port's exceptions."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except (StoreError, DuplicateClientOrderId, _PublishFailed):
+            raise
+        except _TRANSIENT as exc:
+            if not isinstance(exc, asyncpg.TransactionRollbackError):
+                # The connection failed; its pool mates likely did too (a server restart):
+                # replace every pooled connection on its next use rather than fail on each.
+                await self._pool.expire_connections()
+            raise StoreUnavailable(f"database unavailable: {exc!r}") from exc
+        except asyncpg.PostgresError as exc:
+            raise StoreError(f"database error: {exc!r}") from exc
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def insert_order(self, order: Order, events: Sequence[OrderEvent] = ()) -> None:
+        row = _order_row(order)
+        async with self._connection() as conn:
+            try:
+                if events:
+                    async with conn.transaction():
+                        await conn.execute(_INSERT_ORDER, *row)
+                        await _write_events(conn, events)
+                else:
+                    await conn.execute(_INSERT_ORDER, *row)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name == "orders_by_client_order_id":
+                    raise DuplicateClientOrderId(order.client_order_id) from exc
+                raise StoreConflict(f"order {order.order_id} is already stored") from exc
+        self.commits += 1
+
+    async def apply(
+        self,
+        changes: Sequence[OrderChange],
+        market: MarketState | None = None,
+        events: Sequence[OrderEvent] = (),
+        fence: Fence | None = None,
+    ) -> None:
+        # One row per order (a change listed twice: its last state), sorted so that
+        # writers touching several orders lock them in one order.
+        latest = {change.order.order_id: change.order for change in changes}
+        updates = [
+            (order.order_id, order.status.value, fmt(order.filled_qty), fmt(order.notional),
+             order.fill_count, order.reason, order.updated_at_us)
+            for _, order in sorted(latest.items())
+        ]  # fmt: skip
+        fills = [
+            (change.order.order_id, fill.seq, fill.update_id, fmt(fill.price), fmt(fill.qty),
+             fill.ts_us)
+            for change in changes
+            for fill in change.new_fills
+        ]  # fmt: skip
+        async with self._connection() as conn, conn.transaction():
+            if fence is not None:
+                lease = await conn.fetchrow(_CHECK_FENCE, fence.partition)
+                if lease is None or (lease["owner"], lease["epoch"]) != (fence.owner, fence.epoch):
+                    raise StoreFenced(
+                        f"partition {fence.partition} is no longer leased to {fence.owner} "
+                        f"under epoch {fence.epoch}"
+                    )
+            if updates:
+                status = await conn.execute(_UPDATE_ORDERS, *_columns(updates, 7))
+                if int(status.rsplit(" ", 1)[-1]) != len(updates):
+                    # A final order never changes again; refuse the whole write instead.
+                    raise StoreConflict("an order in this change is unknown or already final")
+            if fills:
+                try:
+                    await conn.execute(_INSERT_FILLS, *_columns(fills, 6))
+                except (asyncpg.UniqueViolationError, asyncpg.ForeignKeyViolationError) as exc:
+                    raise StoreConflict(
+                        f"a fill is already stored or its order is unknown: {exc}"
+                    ) from exc
+            if market is not None:
+                await _write_market_state(conn, market)
+            await _write_events(conn, events)
+        self.commits += 1
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def _one(self, where: str, params: tuple[Any, ...], with_fills: bool) -> Order | None:
+        async with self._connection() as conn:
+            if not with_fills:
+                row = await conn.fetchrow(
+                    f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE {where}", *params
+                )
+                return None if row is None else _order_from_row(row)
+            rows = await conn.fetch(_ORDER_WITH_FILLS.format(where=where), *params)
+        return _order_with_fills(rows)
+
+    async def get(self, order_id: str, *, with_fills: bool = True) -> Order | None:
+        return await self._one("o.order_id = $1", (order_id,), with_fills)
+
+    async def get_by_client_order_id(self, owner: str, client_order_id: str) -> Order | None:
+        return await self._one(
+            "o.owner = $1 AND o.client_order_id = $2", (owner, client_order_id), with_fills=True
+        )
+
+    async def list_orders(
+        self,
+        owner: str,
+        *,
+        status: OrderStatus | None,
+        symbol: str | None,
+        limit: int,
+        cursor: int | None,
+    ) -> OrderPage:
+        clauses: list[str] = ["owner = $1"]
+        params: list[str | int] = [owner]
+        if status is not None:
+            params.append(status.value)
+            clauses.append(f"status = ${len(params)}")
+        if symbol is not None:
+            params.append(symbol)
+            clauses.append(f"symbol = ${len(params)}")
+        if cursor is not None:
+            params.append(min(cursor, _MAX_CURSOR))
+            clauses.append(f"seq < ${len(params)}")
+        params.append(limit + 1)
+        query = (
+            f"SELECT seq, {_ORDER_COLUMNS} FROM orders WHERE {' AND '.join(clauses)} "
+            f"ORDER BY seq DESC LIMIT ${len(params)}"
+        )
+        async with self._connection() as conn:
+            rows = await conn.fetch(query, *params)
+        next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
+        return OrderPage([_order_from_row(row, 1) for row in rows[:limit]], next_cursor)
+
+    async def open_orders(self, symbol: str | None = None) -> list[Order]:
+        where, params = "status IN ('open', 'partially_filled')", []
+        if symbol is not None:
+            where, params = f"symbol = $1 AND {where}", [symbol]
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {where} ORDER BY seq", *params
+            )
+        return [_order_from_row(row) for row in rows]
+
+    async def market_state(self, symbol: str) -> MarketState | None:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "SELECT m.last_update_id, l.book_side, l.price, l.taken FROM market_state m "
+                "LEFT JOIN ledger l ON l.symbol = m.symbol WHERE m.symbol = $1",
+                symbol,
+            )
+        if not rows:
+            return None
+        sides: dict[str, list[Level]] = {"asks": [], "bids": []}
+        for _, book_side, price, taken in rows:
+            if book_side is not None:
+                sides[book_side].append((Decimal(price), Decimal(taken)))
+        return MarketState(symbol, rows[0][0], tuple(sides["asks"]), tuple(sides["bids"]))
+
+    async def ping(self) -> None:
+        async with self._connection() as conn:
+            await conn.fetchval("SELECT 1")
+
+    # -- the outbox ---------------------------------------------------------------------
+
+    async def relay(self, publish: EventPublisher, limit: int = 500) -> int:
+        """Publish the oldest waiting events in id order, then delete them, in one
+        transaction. 0 if another relayer holds the relay lock or nothing waits. If
+        `publish` raises, the rows stay (relayed later) and the exception propagates."""
+        try:
+            return await self._relay(publish, limit)
+        except _PublishFailed as failed:  # rolled back: the rows wait for the next relay
+            raise failed.cause from None
+
+    async def _relay(self, publish: EventPublisher, limit: int) -> int:
+        async with self._connection() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", POSTGRES_RELAY_LOCK):
+                return 0
+            rows = await conn.fetch(
+                "SELECT id, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE", limit
+            )
+            if not rows:
+                return 0
+            events: list[OrderEvent] = []
+            for row in rows:
+                try:
+                    events.append(decode_event(row["payload"]))
+                except DecodeError as exc:  # never publishable: dropped, not retried forever
+                    log.error("outbox.undecodable_event", outbox_id=row["id"], error=str(exc))
+            if events:
+                try:
+                    await publish(events)
+                except Exception as exc:
+                    raise _PublishFailed(exc) from exc
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+            )
+        return len(rows)
+
+    async def wait(self, timeout: float) -> None:
+        """Return at the next commit with events (a NOTIFY), or after `timeout`.
+
+        The first call (and the first after the listening connection was lost) only starts
+        listening and returns at once: events committed before may be waiting."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        if self._listener is None:
+            async with self._listen_lock:
+                if self._listener is None:
+                    try:
+                        await self._listen()
+                    except _TRANSIENT as exc:
+                        log.warning("outbox.listen_failed", error=repr(exc))
+                        await asyncio.sleep(timeout)
+                        return
+            return
+        if not self._notified.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._notified.wait()
+        self._notified.clear()
+
+    async def _listen(self) -> None:
+        conn = await asyncpg.connect(self._url)
+
+        def notified(*_: Any) -> None:
+            self._notified.set()
+
+        def lost(_: Any) -> None:
+            if self._listener is conn:
+                self._listener = None
+            self._notified.set()  # let the waiter come back and listen again
+
+        try:
+            await conn.add_listener(OUTBOX_CHANNEL, notified)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(lost)
+        self._notified.clear()
+        self._listener = conn
+
+    # -- partition leases ---------------------------------------------------------------
+
+    async def acquire(self, partition: int, owner: str, ttl_s: float) -> int | None:
+        async with self._connection() as conn:
+            epoch = await conn.fetchval(_ACQUIRE, partition, owner, ttl_s)
+        return None if epoch is None else int(epoch)
+
+    async def renew(self, owner: str, ttl_s: float) -> dict[int, int]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(_RENEW, owner, ttl_s)
+        return {int(row["partition"]): int(row["epoch"]) for row in rows}
+
+    async def release(self, owner: str, partitions: Sequence[int]) -> None:
+        if not partitions:
+            return
+        async with self._connection() as conn:
+            await conn.execute(_RELEASE, owner, list(partitions))
+
+    async def holders(self) -> dict[int, tuple[str, float]]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(_HOLDERS)
+        return {int(row["partition"]): (row["owner"], float(row["left_s"])) for row in rows}
+
+
+async def _write_market_state(conn: Any, state: MarketState) -> None:
+    await conn.execute(_WRITE_MARKET_STATE, state.symbol, state.last_update_id)
+    ledger = [
+        (book_side, fmt(price), fmt(taken))
+        for book_side, levels in (("asks", state.asks), ("bids", state.bids))
+        for price, taken in levels
+    ]
+    if ledger:
+        await conn.execute(_INSERT_LEDGER, state.symbol, *_columns(ledger, 3))
+
+
+async def _write_events(conn: Any, events: Sequence[OrderEvent]) -> None:
+    if events:
+        await conn.execute(
+            _INSERT_OUTBOX, [encode_event(event) for event in events], OUTBOX_CHANNEL
+        )
