@@ -5,6 +5,7 @@ role chooses the parts: `all` runs intake, push and execution in one process (th
 default); `api` runs intake and push; `executor` runs execution. Each part's lifetime is a
 cleanup context, started in this order and stopped in reverse:
 
+    tracing  (TRACING: off, or spans exported until everything else has stopped)
     adapters (store, bus, command queue, limiter, tasks)
     market   (the upstream feed and who holds which symbol)        executor, all
     push     (the hub: /ws fan-out)                               api, all
@@ -23,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from app import tracing
 from app.adapters.binance.feed import BinanceFeed
 from app.adapters.inprocess import InProcessBus, InProcessCommandQueue
 from app.adapters.local_limiter import LocalLimiter
@@ -113,6 +115,21 @@ class QuoteFanout:
 
 
 QUOTES = web.AppKey("quotes", QuoteFanout)
+
+
+async def _tracing_ctx(app: web.Application) -> AsyncIterator[None]:
+    """TRACING=console|otlp: spans for every order (app/tracing.py). Off leaves it alone."""
+    mode = app[SETTINGS].tracing
+    if mode == "off":
+        yield
+        return
+    try:
+        tracing.configure(mode)
+    except tracing.TracingUnavailable as exc:
+        raise ConfigurationError(str(exc)) from exc
+    log.info("tracing.on", exporter=mode)
+    yield
+    await asyncio.to_thread(tracing.shutdown)  # the last spans are exported (may block)
 
 
 async def _adapters_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -298,6 +315,7 @@ def create_app(
     app[READ_TIMEOUT] = read_timeout_s
     app.add_routes(health.routes)
     setup_metrics(app)
+    app.cleanup_ctx.append(_tracing_ctx)
     app.cleanup_ctx.append(_adapters_ctx)
     if executes:
         app.cleanup_ctx.append(_market_ctx)

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     bus_url: str = ""  # empty: in process
     partitions: int = Field(16, ge=1, le=1024)  # symbol partitions shared out among executors
     lease_ttl_s: float = Field(10.0, gt=0, le=13)  # a dead executor's partitions move after it
+    # OpenTelemetry (app/tracing.py): otlp sends to OTEL_EXPORTER_OTLP_ENDPOINT.
+    tracing: Literal["off", "console", "otlp"] = "off"
 
     # Internal tuning, not part of the contract.
     log_level: Literal["debug", "info", "warning", "error"] = "info"

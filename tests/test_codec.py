@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from app.adapters.codec import (
@@ -50,3 +51,46 @@ def test_garbage_is_a_decode_error(garbage: bytes) -> None:
         decode_event(garbage)
     with pytest.raises(DecodeError):
         decode_command(garbage)
+
+
+TRACE = {
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "tracestate": "vendor=x",
+}
+
+
+def test_a_trace_context_travels_with_a_command_and_an_event() -> None:
+    add = decode_command(encode_command(AddOrder(_order(), TRACE)))
+    assert isinstance(add, AddOrder)
+    assert add.trace == TRACE and add.order == _order()
+    order = _order()
+    fill = order.record_fill(77, Decimal("1"), Decimal("0.5"), 9)
+    event = decode_event(encode_event(order_event(EventKind.FILL, order, fill, TRACE)))
+    assert event.trace == TRACE and event.fill == fill
+
+
+def test_without_a_trace_context_nothing_is_written_and_old_messages_decode() -> None:
+    assert b"trace" not in encode_command(AddOrder(_order()))
+    assert b"trace" not in encode_event(order_event(EventKind.ACCEPTED, _order()))
+    # As written before trace contexts existed: the same bytes, decoded with none.
+    old_command = orjson.dumps({"add": orjson.loads(encode_command(AddOrder(_order())))["add"]})
+    add = decode_command(old_command)
+    assert isinstance(add, AddOrder) and add.trace is None and add == AddOrder(_order())
+    assert decode_event(encode_event(order_event(EventKind.ACCEPTED, _order()))).trace is None
+
+
+def test_a_trace_context_is_not_part_of_what_happened() -> None:
+    event = order_event(EventKind.ACCEPTED, _order())
+    assert order_event(EventKind.ACCEPTED, _order(), trace=TRACE) == event
+    assert AddOrder(_order(), TRACE) == AddOrder(_order())
+
+
+@pytest.mark.parametrize("trace", [b'"x"', b"[1]", b'{"traceparent": 1}'])
+def test_a_malformed_trace_context_is_a_decode_error(trace: bytes) -> None:
+    def with_trace(message: bytes) -> bytes:
+        return message[:-1] + b',"trace":' + trace + b"}"
+
+    with pytest.raises(DecodeError):
+        decode_command(with_trace(encode_command(AddOrder(_order()))))
+    with pytest.raises(DecodeError):
+        decode_event(with_trace(encode_event(order_event(EventKind.ACCEPTED, _order()))))

@@ -2,7 +2,8 @@
 
 JSON with exact decimals as strings and times as integer microseconds: what goes in
 comes out equal, field for field. One format for every adapter, so an event written to
-the PostgreSQL outbox reads the same off a Redis stream.
+the PostgreSQL outbox reads the same off a Redis stream. A trace context (tracing on) is
+an optional `"trace"` object of strings; messages without one decode as before.
 """
 
 from __future__ import annotations
@@ -63,10 +64,21 @@ def _fill(fields: dict[str, Any]) -> Fill:
     )  # fmt: skip
 
 
+def _trace(body: dict[str, Any]) -> dict[str, str] | None:
+    trace = body.get("trace")
+    if trace is None:
+        return None
+    if type(trace) is not dict or not all(type(v) is str for v in trace.values()):
+        raise ValueError("a trace context is an object of strings")
+    return trace
+
+
 def encode_event(event: OrderEvent) -> bytes:
     body: dict[str, Any] = {"kind": event.kind.value, "order": _order_fields(event.order)}
     if event.fill is not None:
         body["fill"] = _fill_fields(event.fill)
+    if event.trace is not None:
+        body["trace"] = event.trace
     return orjson.dumps(body)
 
 
@@ -75,8 +87,9 @@ def decode_event(data: bytes | str) -> OrderEvent:
         body = orjson.loads(data)
         fill = body.get("fill")
         return OrderEvent(
-            EventKind(body["kind"]), _order(body["order"]), None if fill is None else _fill(fill)
-        )
+            EventKind(body["kind"]), _order(body["order"]), None if fill is None else _fill(fill),
+            _trace(body),
+        )  # fmt: skip
     except (
         orjson.JSONDecodeError,
         KeyError,
@@ -90,7 +103,10 @@ def decode_event(data: bytes | str) -> OrderEvent:
 
 def encode_command(command: OrderCommand) -> bytes:
     if isinstance(command, AddOrder):
-        return orjson.dumps({"add": _order_fields(command.order)})
+        body: dict[str, Any] = {"add": _order_fields(command.order)}
+        if command.trace is not None:
+            body["trace"] = command.trace
+        return orjson.dumps(body)
     return orjson.dumps({"cancel": {"order_id": command.order_id, "symbol": command.symbol}})
 
 
@@ -98,7 +114,7 @@ def decode_command(data: bytes | str) -> OrderCommand:
     try:
         body = orjson.loads(data)
         if "add" in body:
-            return AddOrder(_order(body["add"]))
+            return AddOrder(_order(body["add"]), _trace(body))
         cancel = body["cancel"]
         return CancelOrder(str(cancel["order_id"]), str(cancel["symbol"]))
     except (

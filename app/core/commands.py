@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.core.order import Order
 
@@ -12,6 +12,9 @@ class AddOrder:
     """Start filling this order (already durable in the store)."""
 
     order: Order
+    # The order's trace context (W3C `traceparent`...), when tracing is on: not part of
+    # what the command means, so equality ignores it.
+    trace: dict[str, str] | None = field(default=None, compare=False)
 
     @property
     def symbol(self) -> str:

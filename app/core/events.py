@@ -7,7 +7,7 @@ some client wants it.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.core.domain import OrderStatus
 from app.core.order import Fill, Order
@@ -49,6 +49,9 @@ class OrderEvent:
     kind: EventKind
     order: Order  # a snapshot (Order.snapshot()): nobody changes it after publishing
     fill: Fill | None = None  # on FILL events
+    # The trace context of what produced it (W3C `traceparent`...), when tracing is on:
+    # not part of what happened, so equality ignores it.
+    trace: dict[str, str] | None = field(default=None, compare=False)
 
     @property
     def owner(self) -> str:
@@ -68,6 +71,11 @@ class OrderEvent:
         return self.fill.seq if self.fill is not None else 0
 
 
-def order_event(kind: EventKind, order: Order, fill: Fill | None = None) -> OrderEvent:
+def order_event(
+    kind: EventKind,
+    order: Order,
+    fill: Fill | None = None,
+    trace: dict[str, str] | None = None,
+) -> OrderEvent:
     """The event for `order` as it is now (a snapshot is taken at once, not later)."""
-    return OrderEvent(kind, order.snapshot(), fill)
+    return OrderEvent(kind, order.snapshot(), fill, trace)

@@ -163,13 +163,15 @@ class Executor:
         if not self.owns(command.symbol):
             return
         if isinstance(command, AddOrder):
-            self._worker(command.symbol).submit(Add(command.order, verify=True))
+            self._worker(command.symbol).submit(
+                Add(command.order, verify=True, trace=command.trace)
+            )
         else:
             self.on_command(command)
 
     def on_command(self, command: OrderCommand) -> None:
         if isinstance(command, AddOrder):
-            self._route(command.order)
+            self._route(command.order, command.trace)
         elif isinstance(command, CancelOrder):
             worker = self._workers.get(command.symbol)
             if worker is not None:  # none: the order is not open here (final, or unknown)
@@ -188,9 +190,9 @@ class Executor:
 
     # -- workers --------------------------------------------------------------------------
 
-    def _route(self, order: Order) -> None:
+    def _route(self, order: Order, trace: dict[str, str] | None = None) -> None:
         self.holding(order)
-        self._worker(order.symbol).submit(Add(order))
+        self._worker(order.symbol).submit(Add(order, trace=trace))
 
     def _worker(self, symbol: str) -> SymbolWorker:
         worker = self._workers.get(symbol)

@@ -12,10 +12,11 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
+from app import tracing
 from app.backoff import Backoff, retry
 from app.clock import now_us, rfc3339
 from app.core.domain import BookUpdate, Execution, MarketState, OrderStatus
@@ -24,6 +25,10 @@ from app.core.matching import RestingOrder, SymbolMatcher
 from app.core.order import Fill, Order
 from app.execution.expiry import ExpiryTimer
 from app.ports import EventBus, Fence, OrderChange, OrderStore, StoreFenced, StoreUnavailable
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +73,7 @@ class WorkerHooks(Protocol):
 class Add:
     order: Order
     verify: bool = False  # from another process: add only if the store has it open
+    trace: dict[str, str] | None = None  # the context AddOrder carried (tracing on)
 
 
 @dataclass(slots=True)
@@ -100,6 +106,7 @@ class _Batch:
         self.changes: dict[str, OrderChange] = {}
         self.events: list[OrderEvent] = []
         self.ended: list[Order] = []
+        self.spans: list[Span] = []  # per traced order, ended once the batch is published
 
     def changed(self, order: Order) -> OrderChange:
         change = self.changes.get(order.order_id)
@@ -107,8 +114,14 @@ class _Batch:
             change = self.changes[order.order_id] = OrderChange(order, [])
         return change
 
-    def emit(self, kind: EventKind, order: Order, fill: Fill | None = None) -> None:
-        self.events.append(order_event(kind, order, fill))
+    def emit(
+        self,
+        kind: EventKind,
+        order: Order,
+        fill: Fill | None = None,
+        trace: dict[str, str] | None = None,
+    ) -> None:
+        self.events.append(order_event(kind, order, fill, trace))
 
 
 class SymbolWorker:
@@ -126,6 +139,8 @@ class SymbolWorker:
         self.symbol = symbol
         self.matcher = SymbolMatcher(symbol)
         self.orders: dict[str, Order] = {}
+        # The trace context each traced order arrived with (tracing on), while it is open.
+        self._traces: dict[str, Context] = {}
         self._store = store
         self._bus = bus
         self._feed = feed
@@ -223,40 +238,51 @@ class SymbolWorker:
                 continue  # already here (recovered when the partition was adopted)
             stored = await self._store.get(command.order.order_id, with_fills=False)
             if stored is not None and not stored.status.is_final:
-                checked.append(Add(stored))
+                checked.append(Add(stored, trace=command.trace))
         return checked
 
     async def _process(self, commands: list[Command]) -> bool:
         batch = _Batch()
         stop = False
-        for command in commands:
-            if isinstance(command, BookUpdate):
-                executions = self.matcher.apply(command)
-                if executions is None:
-                    self.updates_skipped += 1
+        try:
+            for command in commands:
+                if isinstance(command, BookUpdate):
+                    executions = self.matcher.apply(command)
+                    if executions is None:
+                        self.updates_skipped += 1
+                    else:
+                        self.updates_applied += 1
+                        if executions:
+                            self._record(executions, int(command.received_at * 1e6), batch)
+                elif isinstance(command, Add):
+                    self._add(command.order, batch, command.trace)
+                elif isinstance(command, Cancel):
+                    reason = "cancelled by request"
+                    self._finish(command.order_id, OrderStatus.CANCELLED, reason, batch)
+                elif isinstance(command, Expire):
+                    reason = self._expiry_reason()
+                    self._finish(command.order_id, OrderStatus.EXPIRED, reason, batch)
+                elif isinstance(command, StreamLost):
+                    self.matcher.forget_quote()
                 else:
-                    self.updates_applied += 1
-                    if executions:
-                        self._record(executions, int(command.received_at * 1e6), batch)
-            elif isinstance(command, Add):
-                self._add(command.order, batch)
-            elif isinstance(command, Cancel):
-                self._finish(command.order_id, OrderStatus.CANCELLED, "cancelled by request", batch)
-            elif isinstance(command, Expire):
-                self._finish(command.order_id, OrderStatus.EXPIRED, self._expiry_reason(), batch)
-            elif isinstance(command, StreamLost):
-                self.matcher.forget_quote()
-            else:
-                stop = True
-        if batch.changes:
-            committed = await self._commit(
-                list(batch.changes.values()), batch.events, stopping=stop
-            )
-            if not committed:
-                return True
-        self.fills += sum(len(change.new_fills) for change in batch.changes.values())
-        if batch.events:
-            await self._bus.publish(batch.events)
+                    stop = True
+            if batch.changes:
+                with tracing.batch_span("execution.commit", batch.spans, len(batch.changes)):
+                    committed = await self._commit(
+                        list(batch.changes.values()), batch.events, stopping=stop
+                    )
+                if not committed:
+                    return True
+            self.fills += sum(len(change.new_fills) for change in batch.changes.values())
+            if batch.events:
+                with tracing.batch_span("execution.publish", batch.spans, len(batch.events)):
+                    await self._bus.publish(batch.events)
+        except BaseException as exc:
+            tracing.fail_all(batch.spans, exc)
+            raise
+        finally:
+            if batch.spans:
+                tracing.end_all(batch.spans)
         if batch.ended and self._hooks is not None:
             await self._hooks.ended(batch.ended)
         if self._subscribed and not self.orders:
@@ -264,10 +290,15 @@ class SymbolWorker:
             self._feed.release(self.symbol)
         return stop
 
-    def _add(self, order: Order, batch: _Batch) -> None:
+    def _add(self, order: Order, batch: _Batch, trace: dict[str, str] | None = None) -> None:
         if order.order_id in self.orders:
             return
         self.orders[order.order_id] = order
+        if trace is not None and tracing.ENABLED:
+            context = tracing.extract(trace)
+            if context is not None:
+                self._traces[order.order_id] = context
+                tracing.start("execution.add_order", order, context, "consumer").end()
         if self._hooks is not None:
             self._hooks.holding(order)
         if not self._subscribed:
@@ -287,14 +318,15 @@ class SymbolWorker:
             order = self.orders[execution.order_id]
             fill = order.record_fill(execution.update_id, execution.price, execution.qty, ts_us)
             batch.changed(order).new_fills.append(fill)  # type: ignore[attr-defined]
-            batch.emit(EventKind.FILL, order, fill)
+            trace = self._order_span("execution.fill", order, batch, fill) if self._traces else None
+            batch.emit(EventKind.FILL, order, fill, trace)
             self._log.info(
                 "order.fill", order_id=order.order_id, seq=fill.seq, price=str(fill.price),
                 qty=str(fill.qty), update_id=fill.update_id, status=order.status.value,
             )  # fmt: skip
             if order.status is OrderStatus.FILLED:
                 self._release(order, batch)
-                batch.emit(EventKind.FILLED, order)
+                batch.emit(EventKind.FILLED, order, trace=trace)
 
     def _finish(
         self, order_id: str, status: OrderStatus, reason: str, batch: _Batch
@@ -304,9 +336,10 @@ class SymbolWorker:
             return None
         self.matcher.remove(order_id)
         order.finish(status, reason, now_us())
+        trace = self._order_span("execution.end", order, batch) if self._traces else None
         self._release(order, batch)
         batch.changed(order)
-        batch.emit(EventKind.ending(status), order)
+        batch.emit(EventKind.ending(status), order, trace=trace)
         self._log.info("order.final", order_id=order_id, status=status.value, reason=reason)
         return order
 
@@ -314,6 +347,27 @@ class SymbolWorker:
         del self.orders[order.order_id]
         self._expiries.discard(order.order_id)
         batch.ended.append(order)
+        if self._traces:
+            self._traces.pop(order.order_id, None)
+
+    # -- tracing (only orders that arrived with a trace context, tracing on) ---------------
+
+    def _order_span(
+        self, name: str, order: Order, batch: _Batch, fill: Fill | None = None
+    ) -> dict[str, str] | None:
+        """A span in the order's trace, ended once the batch is published; the context
+        for its events (None: the order is not traced)."""
+        context = self._traces.get(order.order_id)
+        if context is None:
+            return None
+        span = tracing.start(name, order, context)
+        if fill is not None:
+            span.set_attributes({
+                "seq": fill.seq, "price": str(fill.price), "qty": str(fill.qty),
+                "update_id": fill.update_id,
+            })  # fmt: skip
+        batch.spans.append(span)
+        return tracing.inject(span)
 
     def _expiry_reason(self) -> str:
         if self.matcher.last_update_id is None:
@@ -400,6 +454,9 @@ class SymbolWorker:
                 self._hooks.dropped(order)
         await self._restore_market_state()
         stored = await self._store.open_orders(self.symbol)
+        if self._traces:  # still open: still traced
+            still = {order.order_id for order in stored}
+            self._traces = {id_: ctx for id_, ctx in self._traces.items() if id_ in still}
         control: list[Command] = [Add(order) for order in stored]
         control += [c for c in failed if isinstance(c, Cancel | Expire | Stop)]
         try:

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
+from app import tracing
 from app.http.auth import AUTH
 from app.http.errors import ApiError, json_response, validation_error
 from app.http.limits import READ_TIMEOUT
@@ -122,6 +123,15 @@ async def order_request_owner(request: web.Request) -> str:
 
 @routes.post("/order/limit")
 async def submit_order(request: web.Request) -> web.Response:
+    if not tracing.ENABLED:
+        return await _submit_order(request)
+    with tracing.span("POST /order/limit", kind="server") as span:  # the order's trace
+        response = await _submit_order(request)
+        span.set_attribute("http.response.status_code", response.status)
+        return response
+
+
+async def _submit_order(request: web.Request) -> web.Response:
     owner = await order_request_owner(request)
     body = await read_json_object(request)
     try:
@@ -145,6 +155,7 @@ async def submit_order(request: web.Request) -> web.Response:
         raise _unavailable("the service is starting or stopping") from exc
     except StoreError as exc:
         raise _unavailable(f"the order was not stored: {exc}") from exc
+    tracing.annotate(order)
     location = f"/orders/{order.order_id}"
     return json_response(
         order_json(order, with_fills=True), status=202 if created else 200,

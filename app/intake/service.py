@@ -15,6 +15,7 @@ from typing import NamedTuple, Protocol
 
 import structlog
 
+from app import tracing
 from app.clock import now_us
 from app.core.commands import AddOrder, CancelOrder
 from app.core.domain import OrderStatus, Side
@@ -212,10 +213,14 @@ class IntakeService:
             updated_at_us=created,
             expires_at_us=created + round(timeout_s * 1_000_000),
         )
-        accepted = order_event(EventKind.ACCEPTED, order)
+        accepted = order_event(EventKind.ACCEPTED, order, trace=tracing.inject())
         try:
             # With the event: a store with an outbox publishes it even if we crash now.
-            await self._store.insert_order(order, [accepted])
+            if tracing.ENABLED:  # checked here: even a no-op `with` costs ~0.4 µs
+                with tracing.span("intake.store_insert", order):
+                    await self._store.insert_order(order, [accepted])
+            else:
+                await self._store.insert_order(order, [accepted])
         except DuplicateClientOrderId:
             # Two requests raced with the same key: the first one won.
             existing = await self._store.get_by_client_order_id(owner, order.client_order_id or "")
@@ -229,7 +234,11 @@ class IntakeService:
         )  # fmt: skip
         self.accepted += 1
         await self._bus.publish([accepted])
-        await self._commands.send(AddOrder(order))
+        if tracing.ENABLED:
+            with tracing.span("intake.send_command", order, kind="producer"):
+                await self._commands.send(AddOrder(order, tracing.inject()))
+        else:
+            await self._commands.send(AddOrder(order))
         return Submission(accepted.order, True)
 
     @staticmethod

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from app import tracing
 from app.clock import rfc3339
 from app.core.decimals import fmt
 from app.core.domain import BookUpdate
@@ -87,6 +88,20 @@ class PushHub:
     # -- fan-out --------------------------------------------------------------------------
 
     def dispatch(self, event: OrderEvent) -> None:
+        if event.trace is not None and tracing.ENABLED:
+            self._dispatch_traced(event)
+            return
+        self._dispatch(event)
+
+    def _dispatch_traced(self, event: OrderEvent) -> None:
+        """A span in the order's trace around the one rendering and the queueing."""
+        parent = tracing.extract(event.trace)
+        with tracing.span("push.order", event.order, parent=parent, kind="consumer") as span:
+            span.set_attributes({"event": event.kind.value, "clients": self._dispatch(event)})
+
+    def _dispatch(self, event: OrderEvent) -> int:
+        """Queue the event's frame for every client it concerns; how many there were."""
+        sent = 0
         frame: str | None = None
         watchers = self._by_order.get(event.order_id, ())
         channel = self._orders_channel.get(event.owner, ())
@@ -94,6 +109,7 @@ class PushHub:
             if client.owner != event.owner:
                 continue
             frame = frame or _order_frame(event)
+            sent += 1
             interest = client.orders.get(event.order_id)
             if interest is None:
                 client.send(frame)
@@ -101,6 +117,7 @@ class PushHub:
                 interest.held.append((event.kind, event.fill_seq, frame))
             else:
                 self._deliver(client, interest, event.kind, event.fill_seq, frame)
+        return sent
 
     @staticmethod
     def _deliver(
