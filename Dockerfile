@@ -7,7 +7,7 @@ WORKDIR /srv
 COPY pyproject.toml setup.py README.md ./
 COPY app ./app
 COPY static ./static
-RUN pip install --no-cache-dir ".[fast]" \
+RUN pip install --no-cache-dir ".[fast,scale]" \
     && useradd --system --uid 10001 executor \
     && mkdir -p /data && chown executor /data
 USER executor

@@ -186,11 +186,6 @@ def test_proxy_round_robins_both_apis_and_upgrades_websockets(
     assert timeout and int(timeout.group(1)) * {"s": 1, "m": 60, "h": 3600}[timeout.group(2)] > 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Dockerfile installs .[fast] only; ROLE=api/executor need the scale extra "
-    "(asyncpg, redis): pip install '.[fast,scale]'. Remove this mark once it does.",
-)
 def test_the_image_can_run_the_scale_roles() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     install = re.search(r'pip install\b[^\n]*"\.\[([\w,]+)\]"', dockerfile)

@@ -71,8 +71,9 @@ def test_dockerfile_serves_the_app(dockerfile: str) -> None:
     assert re.search(r'^CMD \["python", "-m", "app"\]$', dockerfile, re.M)
     assert re.search(r"^EXPOSE 8080$", dockerfile, re.M)
     assert "HTTP_HOST=0.0.0.0" in dockerfile
-    # The package itself, with uvloop (the `fast` extra) in production.
-    assert re.search(r'pip install\b[^\n]* "\.\[fast\]"(\s|$)', dockerfile, re.M)
+    # The package itself, with uvloop (the `fast` extra) in production, and the scale-out
+    # adapters (`scale`) so the same image runs ROLE=api and ROLE=executor.
+    assert re.search(r'pip install\b[^\n]* "\.\[fast,scale\]"(\s|$)', dockerfile, re.M)
     # Everything the build reads (setup.py maps static/ into the package).
     copied = " ".join(re.findall(r"^COPY (.+)$", dockerfile, re.M)).split()
     assert {"pyproject.toml", "setup.py", "README.md", "app", "static"} <= set(copied)
