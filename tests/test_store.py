@@ -1,4 +1,7 @@
-"""The SQLite store: migrations, group commit, atomic changes, exact decimals."""
+"""What only the SQLite store shows: its schema, WAL, group commit and query plans.
+
+What every store must do (exact round trips, all-or-nothing changes, refusals that undo
+only themselves, paging) is the store port's contract suite, tests/contracts/."""
 
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ from app.adapters.migrations import MIGRATIONS
 from app.adapters.sqlite_store import SqliteStore
 from app.core.domain import OrderStatus, Side
 from app.core.order import Order
-from app.ports import DuplicateClientOrderId, OrderChange, StoreError
 
 
 def _order(n: int, *, client_order_id: str | None = None, owner: str = "alice") -> Order:
@@ -50,60 +52,10 @@ async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
         await SqliteStore.open(tmp_path / "new.db")
 
 
-async def test_round_trip_is_exact(store: SqliteStore) -> None:
-    order = _order(1)
-    await store.insert_order(order)
-    loaded = await store.get("order-1")
-    assert loaded is not None
-    assert loaded.price == order.price and loaded.order_size == order.order_size
-    assert loaded.status is OrderStatus.OPEN and loaded.fills == []
-
-
 async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
     await asyncio.gather(*(store.insert_order(_order(n)) for n in range(200)))
     assert store.commits < 200  # grouped, yet every await returned after its commit
     assert len(await store.open_orders()) == 200
-
-
-async def test_a_failing_write_does_not_undo_its_batch_mates(store: SqliteStore) -> None:
-    await store.insert_order(_order(0, client_order_id="k"))
-    results = await asyncio.gather(
-        store.insert_order(_order(1)),
-        store.insert_order(_order(2, client_order_id="k")),
-        store.insert_order(_order(3)),
-        return_exceptions=True,
-    )
-    assert results[0] is None and results[2] is None
-    assert isinstance(results[1], DuplicateClientOrderId)
-    assert await store.get("order-2") is None
-    assert await store.get("order-3") is not None
-    # The same key for another owner is fine.
-    await store.insert_order(_order(4, client_order_id="k", owner="bob"))
-
-
-async def test_a_refused_write_in_a_batch_of_fills_undoes_only_itself(
-    store: SqliteStore,
-) -> None:
-    # The batch runs plainly first; one refusal sends it round again with savepoints, and
-    # what the first round wrote before the refusal must not be written twice.
-    orders = [_order(n) for n in range(3)]
-    for order in orders:
-        await store.insert_order(order)
-    fills = [
-        order.record_fill(n, Decimal("1"), Decimal("0.5"), 10) for n, order in enumerate(orders)
-    ]
-    await store.apply([OrderChange(orders[1], [fills[1]])])
-    results = await asyncio.gather(
-        store.apply([OrderChange(orders[0], [fills[0]])]),
-        store.apply([OrderChange(orders[1], [fills[1]])]),  # already stored: refused
-        store.apply([OrderChange(orders[2], [fills[2]])]),
-        return_exceptions=True,
-    )
-    assert results[0] is None and results[2] is None and isinstance(results[1], StoreError)
-    for order in orders:
-        loaded = await store.get(order.order_id)
-        assert loaded is not None and len(loaded.fills) == 1
-        assert loaded.filled_qty == Decimal("0.5")
 
 
 async def test_a_caller_that_gives_up_does_not_abort_its_write(store: SqliteStore) -> None:
@@ -114,51 +66,6 @@ async def test_a_caller_that_gives_up_does_not_abort_its_write(store: SqliteStor
         await waiting
     await store.insert_order(_order(2))  # committed after (or with) the first one's batch
     assert await store.get("order-1") is not None
-
-
-async def test_fills_and_totals_commit_together_or_not_at_all(store: SqliteStore) -> None:
-    order = _order(1)
-    await store.insert_order(order)
-    fill = order.record_fill(7, Decimal("2.5"), Decimal("0.5"), 10)
-    await store.apply([OrderChange(order, [fill])])
-    loaded = await store.get("order-1")
-    assert loaded is not None and loaded.filled_qty == Decimal("0.5")
-    assert [(f.seq, f.price, f.qty) for f in loaded.fills] == [(1, Decimal("2.5"), Decimal("0.5"))]
-    # Replaying the same fill (a duplicate) fails whole: totals do not move either.
-    order.filled_qty = Decimal("0.9")
-    with pytest.raises(StoreError):
-        await store.apply([OrderChange(order, [fill])])
-    loaded = await store.get("order-1")
-    assert loaded is not None and loaded.filled_qty == Decimal("0.5") and len(loaded.fills) == 1
-
-
-async def test_a_final_order_never_changes(store: SqliteStore) -> None:
-    order = _order(1)
-    await store.insert_order(order)
-    order.finish(OrderStatus.CANCELLED, "by request", 5)
-    await store.apply([OrderChange(order)])
-    order.finish(OrderStatus.EXPIRED, "late", 6)
-    with pytest.raises(StoreError):
-        await store.apply([OrderChange(order)])
-    loaded = await store.get("order-1")
-    assert loaded is not None and loaded.status is OrderStatus.CANCELLED
-
-
-async def test_list_pages_newest_first(store: SqliteStore) -> None:
-    for n in range(5):
-        await store.insert_order(_order(n))
-    page = await store.list_orders("alice", status=None, symbol=None, limit=2, cursor=None)
-    assert [o.order_id for o in page.orders] == ["order-4", "order-3"]
-    page = await store.list_orders(
-        "alice", status=None, symbol=None, limit=2, cursor=int(page.next_cursor)
-    )
-    assert [o.order_id for o in page.orders] == ["order-2", "order-1"]
-    page = await store.list_orders(
-        "alice", status=None, symbol=None, limit=2, cursor=int(page.next_cursor)
-    )
-    assert [o.order_id for o in page.orders] == ["order-0"] and page.next_cursor is None
-    empty = await store.list_orders("bob", status=None, symbol=None, limit=2, cursor=None)
-    assert empty.orders == []
 
 
 async def test_list_queries_use_indexes(store: SqliteStore, tmp_path: Path) -> None:

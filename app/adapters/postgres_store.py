@@ -42,10 +42,19 @@ import structlog
 
 from app.adapters.codec import DecodeError, decode_event, encode_event
 from app.adapters.migrations import POSTGRES_RELAY_LOCK, migrate_postgres
+from app.adapters.sql_rows import (
+    ORDER_COLUMNS,
+    ORDER_WITH_FILLS,
+    list_query,
+    order_from_row,
+    order_row,
+    order_with_fills,
+    page_of,
+)
 from app.core.decimals import fmt
-from app.core.domain import Level, MarketState, OrderStatus, Side
+from app.core.domain import Level, MarketState, OrderStatus
 from app.core.events import OrderEvent
-from app.core.order import Fill, Order
+from app.core.order import Order
 from app.ports import (
     DuplicateClientOrderId,
     EventPublisher,
@@ -74,19 +83,8 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.TransactionRollbackError,
 )
 
-_ORDER_COLUMNS = (
-    "order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status, "
-    "filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us"
-)
 _INSERT_ORDER = (
-    f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({', '.join(f'${n}' for n in range(1, 17))})"
-)
-# An order and its fills in one statement: one statement reads one snapshot, so a commit
-# landing between "the order" and "its fills" cannot tear them apart.
-_ORDER_WITH_FILLS = (
-    f"SELECT {', '.join('o.' + c.strip() for c in _ORDER_COLUMNS.split(','))}, "
-    "f.seq, f.update_id, f.price, f.qty, f.ts_us "
-    "FROM orders o LEFT JOIN fills f ON f.order_id = o.order_id WHERE {where} ORDER BY f.seq"
+    f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({', '.join(f'${n}' for n in range(1, 17))})"
 )
 _UPDATE_ORDERS = (
     "UPDATE orders AS o SET status = u.status, filled_qty = u.filled_qty, "
@@ -141,7 +139,6 @@ _HOLDERS = (
     "SELECT partition, owner, extract(epoch FROM expires_at - now())::float8 AS left_s "
     "FROM partition_leases WHERE expires_at > now() ORDER BY partition"
 )
-_MAX_CURSOR = 2**63 - 1
 
 
 class _PublishFailed(Exception):
@@ -150,39 +147,6 @@ class _PublishFailed(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(repr(cause))
         self.cause = cause
-
-
-def _order_row(order: Order) -> tuple[Any, ...]:
-    return (
-        order.order_id, order.owner, order.client_order_id, order.symbol, order.side.value,
-        fmt(order.order_size), fmt(order.price), order.timeout_s, order.status.value,
-        fmt(order.filled_qty), fmt(order.notional), order.fill_count, order.reason,
-        order.created_at_us, order.updated_at_us, order.expires_at_us,
-    )  # fmt: skip
-
-
-def _order_from_row(row: Any, start: int = 0) -> Order:
-    r = row
-    i = start
-    return Order(
-        order_id=r[i], owner=r[i + 1], client_order_id=r[i + 2], symbol=r[i + 3],
-        side=Side(r[i + 4]), order_size=Decimal(r[i + 5]), price=Decimal(r[i + 6]),
-        timeout_s=r[i + 7], status=OrderStatus(r[i + 8]), filled_qty=Decimal(r[i + 9]),
-        notional=Decimal(r[i + 10]), fill_count=r[i + 11], reason=r[i + 12],
-        created_at_us=r[i + 13], updated_at_us=r[i + 14], expires_at_us=r[i + 15],
-    )  # fmt: skip
-
-
-def _order_with_fills(rows: Sequence[Any]) -> Order | None:
-    if not rows:
-        return None
-    order = _order_from_row(rows[0])
-    order.fills = [
-        Fill(row[16], row[17], Decimal(row[18]), Decimal(row[19]), row[20])
-        for row in rows
-        if row[16] is not None
-    ]
-    return order
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -249,7 +213,7 @@ class PostgresStore:
     # -- writes -------------------------------------------------------------------------
 
     async def insert_order(self, order: Order, events: Sequence[OrderEvent] = ()) -> None:
-        row = _order_row(order)
+        row = order_row(order)
         async with self._connection() as conn:
             try:
                 if events:
@@ -316,11 +280,11 @@ class PostgresStore:
         async with self._connection() as conn:
             if not with_fills:
                 row = await conn.fetchrow(
-                    f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE {where}", *params
+                    f"SELECT {ORDER_COLUMNS} FROM orders o WHERE {where}", *params
                 )
-                return None if row is None else _order_from_row(row)
-            rows = await conn.fetch(_ORDER_WITH_FILLS.format(where=where), *params)
-        return _order_with_fills(rows)
+                return None if row is None else order_from_row(row)
+            rows = await conn.fetch(ORDER_WITH_FILLS.format(where=where), *params)
+        return order_with_fills(rows)
 
     async def get(self, order_id: str, *, with_fills: bool = True) -> Order | None:
         return await self._one("o.order_id = $1", (order_id,), with_fills)
@@ -339,26 +303,10 @@ class PostgresStore:
         limit: int,
         cursor: int | None,
     ) -> OrderPage:
-        clauses: list[str] = ["owner = $1"]
-        params: list[str | int] = [owner]
-        if status is not None:
-            params.append(status.value)
-            clauses.append(f"status = ${len(params)}")
-        if symbol is not None:
-            params.append(symbol)
-            clauses.append(f"symbol = ${len(params)}")
-        if cursor is not None:
-            params.append(min(cursor, _MAX_CURSOR))
-            clauses.append(f"seq < ${len(params)}")
-        params.append(limit + 1)
-        query = (
-            f"SELECT seq, {_ORDER_COLUMNS} FROM orders WHERE {' AND '.join(clauses)} "
-            f"ORDER BY seq DESC LIMIT ${len(params)}"
-        )
+        query, params = list_query(owner, status, symbol, limit, cursor, lambda n: f"${n}")
         async with self._connection() as conn:
             rows = await conn.fetch(query, *params)
-        next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
-        return OrderPage([_order_from_row(row, 1) for row in rows[:limit]], next_cursor)
+        return OrderPage(*page_of(rows, limit))
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         where, params = "status IN ('open', 'partially_filled')", []
@@ -366,9 +314,9 @@ class PostgresStore:
             where, params = f"symbol = $1 AND {where}", [symbol]
         async with self._connection() as conn:
             rows = await conn.fetch(
-                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {where} ORDER BY seq", *params
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE {where} ORDER BY seq", *params
             )
-        return [_order_from_row(row) for row in rows]
+        return [order_from_row(row) for row in rows]
 
     async def market_state(self, symbol: str) -> MarketState | None:
         async with self._connection() as conn:

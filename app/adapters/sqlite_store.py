@@ -24,10 +24,19 @@ import aiosqlite
 import structlog
 
 from app.adapters.migrations import migrate
+from app.adapters.sql_rows import (
+    ORDER_COLUMNS,
+    ORDER_WITH_FILLS,
+    list_query,
+    order_from_row,
+    order_row,
+    order_with_fills,
+    page_of,
+)
 from app.core.decimals import fmt
-from app.core.domain import Level, MarketState, OrderStatus, Side
+from app.core.domain import Level, MarketState, OrderStatus
 from app.core.events import OrderEvent
-from app.core.order import Fill, Order
+from app.core.order import Order
 from app.ports import (
     DuplicateClientOrderId,
     Fence,
@@ -40,20 +49,8 @@ from app.ports import (
 
 log = structlog.get_logger(__name__)
 
-_ORDER_COLUMNS = (
-    "order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status, "
-    "filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us"
-)
-_INSERT_ORDER = f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_INSERT_ORDER = f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 _OPEN = (OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value)
-# An order and its fills in one statement: one statement reads one committed state, so a
-# commit landing between "the order" and "its fills" cannot tear them apart.
-_ORDER_WITH_FILLS = (
-    f"SELECT {', '.join('o.' + c.strip() for c in _ORDER_COLUMNS.split(','))}, "
-    "f.seq, f.update_id, f.price, f.qty, f.ts_us "
-    "FROM orders o LEFT JOIN fills f ON f.order_id = o.order_id WHERE {where} ORDER BY f.seq"
-)
-_MAX_CURSOR = 2**63 - 1
 
 WriteFn = Callable[[sqlite3.Connection], None]  # runs on the writer thread
 
@@ -66,37 +63,6 @@ def _new_future() -> asyncio.Future[None]:
 class _Write:
     run: WriteFn
     done: asyncio.Future[None] = field(default_factory=_new_future)
-
-
-def _order_row(order: Order) -> tuple[Any, ...]:
-    return (
-        order.order_id, order.owner, order.client_order_id, order.symbol, order.side.value,
-        fmt(order.order_size), fmt(order.price), order.timeout_s, order.status.value,
-        fmt(order.filled_qty), fmt(order.notional), order.fill_count, order.reason,
-        order.created_at_us, order.updated_at_us, order.expires_at_us,
-    )  # fmt: skip
-
-
-def _order_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Order:
-    return Order(
-        order_id=row[0], owner=row[1], client_order_id=row[2], symbol=row[3],
-        side=Side(row[4]), order_size=Decimal(row[5]), price=Decimal(row[6]),
-        timeout_s=row[7], status=OrderStatus(row[8]), filled_qty=Decimal(row[9]),
-        notional=Decimal(row[10]), fill_count=row[11], reason=row[12],
-        created_at_us=row[13], updated_at_us=row[14], expires_at_us=row[15],
-    )  # fmt: skip
-
-
-def _order_with_fills(rows: Sequence[sqlite3.Row | tuple[Any, ...]]) -> Order | None:
-    if not rows:
-        return None
-    order = _order_from_row(rows[0])
-    order.fills = [
-        Fill(row[16], row[17], Decimal(row[18]), Decimal(row[19]), row[20])
-        for row in rows
-        if row[16] is not None
-    ]
-    return order
 
 
 def _ledger_rows(state: MarketState) -> list[tuple[str, str, str, str]]:
@@ -257,7 +223,7 @@ class SqliteStore:
 
     async def insert_order(self, order: Order, events: Sequence[OrderEvent] = ()) -> None:
         # In process, events go out on the bus after the commit: no outbox here.
-        row = _order_row(order)
+        row = order_row(order)
 
         def run(db: sqlite3.Connection) -> None:
             try:
@@ -322,14 +288,14 @@ class SqliteStore:
     async def _one(self, where: str, params: tuple[Any, ...], with_fills: bool) -> Order | None:
         if not with_fills:
             async with self._reader.execute(
-                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {where}", params
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE {where}", params
             ) as cursor:
                 row = await cursor.fetchone()
-            return None if row is None else _order_from_row(row)
-        query = _ORDER_WITH_FILLS.format(where=where)
+            return None if row is None else order_from_row(row)
+        query = ORDER_WITH_FILLS.format(where=where)
         async with self._reader.execute(query, params) as cursor:
             rows = await cursor.fetchall()
-        return _order_with_fills(list(rows))
+        return order_with_fills(list(rows))
 
     async def get(self, order_id: str, *, with_fills: bool = True) -> Order | None:
         return await self._one("o.order_id = ?", (order_id,), with_fills)
@@ -348,35 +314,20 @@ class SqliteStore:
         limit: int,
         cursor: int | None,
     ) -> OrderPage:
-        clauses: list[str] = ["owner = ?"]
-        params: list[str | int] = [owner]
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status.value)
-        if symbol is not None:
-            clauses.append("symbol = ?")
-            params.append(symbol)
-        if cursor is not None:
-            clauses.append("seq < ?")
-            params.append(min(cursor, _MAX_CURSOR))
-        query = (
-            f"SELECT seq, {_ORDER_COLUMNS} FROM orders WHERE {' AND '.join(clauses)} "
-            "ORDER BY seq DESC LIMIT ?"
-        )
-        async with self._reader.execute(query, (*params, limit + 1)) as db_cursor:
+        query, params = list_query(owner, status, symbol, limit, cursor, lambda n: "?")
+        async with self._reader.execute(query, params) as db_cursor:
             rows = list(await db_cursor.fetchall())
-        next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
-        return OrderPage([_order_from_row(row[1:]) for row in rows[:limit]], next_cursor)
+        return OrderPage(*page_of(rows, limit))
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         where, params = "status IN (?, ?)", list(_OPEN)
         if symbol is not None:
             where, params = f"symbol = ? AND {where}", [symbol, *_OPEN]
         async with self._reader.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {where} ORDER BY seq", params
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE {where} ORDER BY seq", params
         ) as cursor:
             rows = await cursor.fetchall()
-        return [_order_from_row(row) for row in rows]
+        return [order_from_row(row) for row in rows]
 
     async def market_state(self, symbol: str) -> MarketState | None:
         async with self._reader.execute(

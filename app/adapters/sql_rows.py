@@ -1,0 +1,98 @@
+"""What the SQL stores share: the order's columns, rows to and from objects, the list query.
+
+SQLite and PostgreSQL hold the same tables (decimals as exact TEXT, times as integer
+microseconds); only their placeholders differ (`?` and `$n`), so the list query takes a
+function that makes the n-th one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from app.core.decimals import fmt
+from app.core.domain import OrderStatus, Side
+from app.core.order import Fill, Order
+
+ORDER_COLUMNS = (
+    "order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status, "
+    "filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us"
+)
+# An order and its fills in one statement: one statement reads one committed state, so a
+# commit landing between "the order" and "its fills" cannot tear them apart.
+ORDER_WITH_FILLS = (
+    f"SELECT {', '.join('o.' + c.strip() for c in ORDER_COLUMNS.split(','))}, "
+    "f.seq, f.update_id, f.price, f.qty, f.ts_us "
+    "FROM orders o LEFT JOIN fills f ON f.order_id = o.order_id WHERE {where} ORDER BY f.seq"
+)
+MAX_CURSOR = 2**63 - 1  # the largest seq either engine can hold
+
+
+def order_row(order: Order) -> tuple[Any, ...]:
+    return (
+        order.order_id, order.owner, order.client_order_id, order.symbol, order.side.value,
+        fmt(order.order_size), fmt(order.price), order.timeout_s, order.status.value,
+        fmt(order.filled_qty), fmt(order.notional), order.fill_count, order.reason,
+        order.created_at_us, order.updated_at_us, order.expires_at_us,
+    )  # fmt: skip
+
+
+def order_from_row(row: Sequence[Any], start: int = 0) -> Order:
+    """The order in `row[start:start + 16]`, in ORDER_COLUMNS' order."""
+    r = row[start : start + 16]
+    return Order(
+        order_id=r[0], owner=r[1], client_order_id=r[2], symbol=r[3],
+        side=Side(r[4]), order_size=Decimal(r[5]), price=Decimal(r[6]),
+        timeout_s=r[7], status=OrderStatus(r[8]), filled_qty=Decimal(r[9]),
+        notional=Decimal(r[10]), fill_count=r[11], reason=r[12],
+        created_at_us=r[13], updated_at_us=r[14], expires_at_us=r[15],
+    )  # fmt: skip
+
+
+def order_with_fills(rows: Sequence[Sequence[Any]]) -> Order | None:
+    """The rows of ORDER_WITH_FILLS as one order with its fills (None: no such order)."""
+    if not rows:
+        return None
+    order = order_from_row(rows[0])
+    order.fills = [
+        Fill(row[16], row[17], Decimal(row[18]), Decimal(row[19]), row[20])
+        for row in rows
+        if row[16] is not None
+    ]
+    return order
+
+
+def list_query(
+    owner: str,
+    status: OrderStatus | None,
+    symbol: str | None,
+    limit: int,
+    cursor: int | None,
+    placeholder: Callable[[int], str],
+) -> tuple[str, list[str | int]]:
+    """An owner's orders, newest first, one more than `limit` (to know if a page follows);
+    each row is `seq` then ORDER_COLUMNS."""
+    clauses: list[str] = []
+    params: list[str | int] = []
+    for clause, value in (
+        ("owner = ", owner),
+        ("status = ", None if status is None else status.value),
+        ("symbol = ", symbol),
+        ("seq < ", None if cursor is None else min(cursor, MAX_CURSOR)),
+    ):
+        if value is not None:
+            params.append(value)
+            clauses.append(clause + placeholder(len(params)))
+    params.append(limit + 1)
+    query = (
+        f"SELECT seq, {ORDER_COLUMNS} FROM orders WHERE {' AND '.join(clauses)} "
+        f"ORDER BY seq DESC LIMIT {placeholder(len(params))}"
+    )
+    return query, params
+
+
+def page_of(rows: Sequence[Sequence[Any]], limit: int) -> tuple[list[Order], str | None]:
+    """The orders of a list query's rows, and the cursor of the next page, if any."""
+    next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
+    return [order_from_row(row, 1) for row in rows[:limit]], next_cursor
