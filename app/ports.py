@@ -142,6 +142,10 @@ class CommandQueue(Protocol):
     def consume(self, handler: CommandHandler) -> None:
         """Deliver every command (those already sent first) to `handler`, from now on."""
 
+    @property
+    def lag_s(self) -> float:
+        """How long the last command handled had waited since it was sent (0 when idle)."""
+
 
 # -- per-owner limits, and market data ---------------------------------------------------
 

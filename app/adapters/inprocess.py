@@ -72,6 +72,8 @@ class InProcessBus:
 class InProcessCommandQueue:
     """Hands each command to the consumer at once; holds them until one is there."""
 
+    lag_s = 0.0  # handed over as it is sent: nothing ever waits in between
+
     def __init__(self) -> None:
         self._handler: CommandHandler | None = None
         self._waiting: list[OrderCommand] = []

@@ -26,7 +26,7 @@ class ServiceCollector(Collector):
         self._app = app
 
     def collect(self) -> Iterator[Metric]:
-        from app.keys import EXECUTOR, FEED, INTAKE, PUSH_HUB
+        from app.keys import COMMANDS, EXECUTOR, FEED, INTAKE, PUSH_HUB
 
         executor = self._app.get(EXECUTOR)
         intake = self._app.get(INTAKE)
@@ -56,6 +56,12 @@ class ServiceCollector(Collector):
                 "executor_worker_rebuilds", "Symbol workers rebuilt from the store after a failure",
                 totals["rebuilds"],
             )  # fmt: skip
+            commands = self._app.get(COMMANDS)
+            yield GaugeMetricFamily(
+                "executor_command_lag_seconds",
+                "How long the last command handled had waited in the queue",
+                commands.lag_s if commands is not None else 0.0,
+            )
         if feed is not None:
             state = feed.state()
             yield GaugeMetricFamily(
