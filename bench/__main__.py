@@ -194,8 +194,9 @@ async def _wrk(url: str, seconds: float) -> dict[str, Any]:
     return {
         "requests": requests, "seconds": elapsed, "rps": requests / elapsed,
         "statuses": {"202": requests - failed, "other": failed},
-        "p50_ms": _wrk_ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
-        "p99_ms": _wrk_ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        # Only the "Latency Distribution" lines: "50%" can also stand in the thread table.
+        "p50_ms": _wrk_ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p99_ms": _wrk_ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1)),  # type: ignore[union-attr]
     }  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from app.core.decimals import EXACT, ZERO
@@ -39,8 +39,16 @@ class Order:
     fills: list[Fill] = field(default_factory=list)  # loaded only where needed
 
     def snapshot(self) -> Order:
-        """A copy of the order as it is now, without its fills (for an event)."""
-        return replace(self, fills=[])
+        """A copy of the order as it is now, without its fills (for an event).
+
+        Built positionally: `dataclasses.replace` costs about eight times as much, once per
+        accepted order and per fill."""
+        return Order(
+            self.order_id, self.owner, self.client_order_id, self.symbol, self.side,
+            self.order_size, self.price, self.timeout_s, self.status, self.created_at_us,
+            self.updated_at_us, self.expires_at_us, self.filled_qty, self.notional,
+            self.fill_count, self.reason, [],
+        )  # fmt: skip
 
     @property
     def remaining_qty(self) -> Decimal:

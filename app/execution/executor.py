@@ -163,9 +163,7 @@ class Executor:
         if not self.owns(command.symbol):
             return
         if isinstance(command, AddOrder):
-            self._worker(command.symbol).submit(
-                Add(command.order, verify=True, trace=command.trace)
-            )
+            self._worker(command.symbol).submit_to_verify(command.order, command.trace)
         else:
             self.on_command(command)
 

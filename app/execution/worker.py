@@ -148,6 +148,7 @@ class SymbolWorker:
         self._idle_after_s = idle_after_s
         self.fence = fence  # beside other executors: our lease on this symbol's partition
         self.fenced = False  # a write was refused: another executor owns the symbol now
+        self._to_verify = False  # some Add in the queue needs checking against the store
         # A deque and an event: cheaper per command than asyncio.Queue on the quote path.
         self._commands: deque[Command] = deque()
         self._wakeup = asyncio.Event()
@@ -159,6 +160,11 @@ class SymbolWorker:
         self.updates_skipped = 0
         self.fills = 0
         self.rebuilds = 0
+
+    def submit_to_verify(self, order: Order, trace: dict[str, str] | None = None) -> None:
+        """An order from another process's queue: added only if the store has it open."""
+        self._to_verify = True  # read once per batch, not per command on the quote path
+        self.submit(Add(order, verify=True, trace=trace))
 
     def submit(self, command: Command) -> None:
         self._commands.append(command)
@@ -181,7 +187,8 @@ class SymbolWorker:
                     continue
                 batch = [commands.popleft() for _ in range(min(len(commands), MAX_BATCH))]
                 try:
-                    if any(isinstance(c, Add) and c.verify for c in batch):
+                    if self._to_verify:
+                        self._to_verify = False
                         batch = await self._still_open(batch)
                     stop = await self._process(batch)
                 except StoreFenced:

@@ -103,12 +103,24 @@ def _differences(existing: Order, request: NewOrder, timeout_s: float) -> list[s
 
 
 class _Endings:
-    """Futures that resolve when an order's final event passes on the bus."""
+    """Futures that resolve when an order's final event passes on the bus.
 
-    def __init__(self) -> None:
+    The bus is followed only while some cancel waits: a subscription that saw every event
+    would wake a task for each of them, on every accepted order and every fill.
+    """
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        self._follower: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
 
     def watch(self, order_id: str) -> asyncio.Future[None]:
+        if self._subscription is None:
+            self._subscription = self._bus.subscribe()
+            self._follower = asyncio.create_task(
+                self._follow(self._subscription), name="intake-endings"
+            )
         future = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(order_id, []).append(future)
         return future
@@ -119,16 +131,20 @@ class _Endings:
             futures.remove(future)
             if not futures:
                 del self._waiting[order_id]
+        if not self._waiting:
+            self.close()
 
-    async def follow(self, subscription: Subscription) -> None:
-        try:
-            async for event in subscription:
-                if event.kind.is_final and event.order_id in self._waiting:
-                    for future in self._waiting[event.order_id]:
-                        if not future.done():
-                            future.set_result(None)
-        finally:
-            subscription.close()
+    def close(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()  # ends the follower
+            self._subscription = self._follower = None
+
+    async def _follow(self, subscription: Subscription) -> None:
+        async for event in subscription:
+            if event.kind.is_final and event.order_id in self._waiting:
+                for future in self._waiting[event.order_id]:
+                    if not future.done():
+                        future.set_result(None)
 
 
 class IntakeService:
@@ -150,7 +166,7 @@ class IntakeService:
         self._default_timeout_s = default_timeout_s
         self._max_open = max_open_orders
         self._execution_ready = execution_ready
-        self._endings = _Endings()
+        self._endings = _Endings(bus)
         self.accepted = 0
         self._started = False
         self._stopping = False
@@ -158,20 +174,14 @@ class IntakeService:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Count each owner's open orders from the store, and follow order endings."""
+        """Count each owner's open orders from the store."""
         open_by_owner = Counter(order.owner for order in await self._store.open_orders())
         await self._limiter.reset_open(open_by_owner)
-        self._follower = asyncio.create_task(
-            self._endings.follow(self._bus.subscribe()), name="intake-endings"
-        )
         self._started = True
 
     async def stop(self) -> None:
         self._stopping = True
-        follower = getattr(self, "_follower", None)
-        if follower is not None:
-            follower.cancel()
-            await asyncio.gather(follower, return_exceptions=True)
+        self._endings.close()
 
     @property
     def ready(self) -> bool:
