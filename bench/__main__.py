@@ -181,6 +181,13 @@ def _wrk_ms(text: str) -> float:
     return number * 1000  # seconds
 
 
+def _percentile_ms(out: str, percent: int) -> float:
+    """From wrk's "Latency Distribution" lines only ("50%" can stand in the thread table
+    too); NaN when wrk printed none (no request completed)."""
+    found = re.search(rf"^\s+{percent}%\s+(\S+)$", out, re.M)
+    return _wrk_ms(found.group(1)) if found else float("nan")
+
+
 async def _wrk(url: str, seconds: float) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
         "wrk", "-t1", "-c64", f"-d{seconds:g}s", "-s", str(HERE / "post.lua"), "--latency", url,
@@ -194,9 +201,9 @@ async def _wrk(url: str, seconds: float) -> dict[str, Any]:
     return {
         "requests": requests, "seconds": elapsed, "rps": requests / elapsed,
         "statuses": {"202": requests - failed, "other": failed},
-        # Only the "Latency Distribution" lines: "50%" can also stand in the thread table.
-        "p50_ms": _wrk_ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1)),  # type: ignore[union-attr]
-        "p99_ms": _wrk_ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _percentile_ms(out, 50),
+        "p99_ms": _percentile_ms(out, 99),
+        "errors": " ".join(re.findall(r"Socket errors:.*", out)),
     }  # fmt: skip
 
 
