@@ -94,14 +94,18 @@ async def _start_setup(
         "UNSUBSCRIBE_DELAY_S": "30", "ORDER_TIMEOUT_SECONDS": "600",
     }  # fmt: skip
     if not apis:
-        service = ServiceProcess(folder / "sqlite.db", upstream, log_path=folder / "all.log", **common)
+        service = ServiceProcess(
+            folder / "sqlite.db", upstream, log_path=folder / "all.log", **common
+        )
         await service.start()
         return [service], [service]
     scale = {**common, "STORE_URL": store_url, "BUS_URL": bus_url}
     execs = [ServiceProcess(folder / "x.db", upstream, ROLE="executor", **scale)]
     execs += [ServiceProcess(folder / "x.db", upstream, ROLE="executor", **scale)][: executors - 1]
     front = [
-        ServiceProcess(folder / "x.db", upstream, log_path=folder / f"api{n}.log", ROLE="api", **scale)
+        ServiceProcess(
+            folder / "x.db", upstream, log_path=folder / f"api{n}.log", ROLE="api", **scale
+        )
         for n in range(apis)
     ]
     for process in [*execs, *front]:
