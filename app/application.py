@@ -46,6 +46,7 @@ from app.http.pages import setup_pages
 from app.intake import http as intake_http
 from app.intake.service import IntakeService
 from app.keys import (
+    BOOKS,
     BUS,
     COMMANDS,
     EXECUTOR,
@@ -95,7 +96,6 @@ def executor_id() -> str:
 
 
 OWNER_ID = web.AppKey("owner_id", str)
-BOOKS = web.AppKey("books", object)  # the cross-process book channel, with a Redis bus
 
 
 class QuoteFanout:

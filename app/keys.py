@@ -27,3 +27,6 @@ INTAKE = web.AppKey("intake", IntakeService)
 EXECUTOR = web.AppKey("executor", Executor)
 PUSH_HUB = web.AppKey("push_hub", PushHub)
 TASKS = web.AppKey("tasks", TaskSupervisor)
+# The cross-process book channel (with a Redis bus): its adapter is an optional dependency,
+# so it is typed loosely here.
+BOOKS = web.AppKey("books", object)

@@ -263,6 +263,9 @@ async def test_kill_9_of_an_executor_mid_blast_loses_and_duplicates_no_fill(
 async def test_sigterm_hands_an_executors_partitions_over_at_once(cluster: Cluster) -> None:
     await cluster.start(apis=1)
     await cluster.wait_balanced(cluster.executors)
+    for process in [*cluster.executors, *cluster.apis]:  # ready: store and bus reachable
+        status, ready = await process.request("GET", "/readyz")
+        assert status == 200 and (ready["database"], ready["bus"]) == ("ok", "ok")
     leaving, staying = cluster.executors
     assert await leaving.terminate() == 0
     took = await cluster.wait_balanced([staying], timeout=5)

@@ -132,6 +132,10 @@ class RedisBookChannel:
 
     # -- both -----------------------------------------------------------------------------
 
+    async def ping(self) -> None:
+        """Raises unless Redis answers (readiness: the bus is reachable)."""
+        await self._client.ping()
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.append(task)

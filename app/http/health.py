@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from app.keys import EXECUTOR, FEED, INTAKE, SETTINGS, STORE
+from app.keys import BOOKS, EXECUTOR, FEED, INTAKE, SETTINGS, STORE
 
 routes = web.RouteTableDef()
 
@@ -27,13 +27,23 @@ async def readyz(request: web.Request) -> web.Response:
             await store.ping()
     except Exception as exc:
         database = f"error: {exc}"
+    bus = "in process"
+    books = app.get(BOOKS)  # with a Redis bus, every process holds this client
+    if books is not None:
+        try:
+            await books.ping()  # type: ignore[attr-defined]
+            bus = "ok"
+        except Exception as exc:
+            bus = f"error: {exc}"
     intake, executor, feed = app.get(INTAKE), app.get(EXECUTOR), app.get(FEED)
     parts_ready = [part.ready for part in (intake, executor) if part is not None]
-    ready = database == "ok" and bool(parts_ready) and all(parts_ready)
+    ready = database == "ok" and bus in ("ok", "in process") and bool(parts_ready)
+    ready = ready and all(parts_ready)
     body = {
         "ready": ready,
         "role": app[SETTINGS].role,
         "database": database,
+        "bus": bus,
         "service": executor.state() if executor is not None else {"ready": ready},
         "feed": feed.state() if feed is not None else None,
     }
