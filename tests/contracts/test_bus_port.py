@@ -18,10 +18,12 @@ from decimal import Decimal
 import pytest
 
 from app.adapters.inprocess import InProcessBus
+from app.adapters.redis_bus import RedisEventBus
 from app.core.domain import OrderStatus, Side
 from app.core.events import EventKind, OrderEvent, order_event
 from app.core.order import Order
 from app.ports import EventBus, Subscription
+from tests.engine_redis import redis_server_url, unique_prefix
 
 D = Decimal
 TIMEOUT = 5.0
@@ -46,7 +48,28 @@ async def _inprocess() -> AsyncIterator[Connect]:
     yield connect
 
 
-ADAPTERS: dict[str, BusAdapter] = {"inprocess": BusAdapter(_inprocess)}
+@asynccontextmanager
+async def _redis() -> AsyncIterator[Connect]:
+    url, stream = redis_server_url(), f"{unique_prefix()}events"  # one stream per test
+    handles: list[RedisEventBus] = []
+
+    async def connect() -> EventBus:
+        bus = RedisEventBus(url, stream=stream)
+        handles.append(bus)
+        await bus.start()  # as a process does at start-up, before it serves
+        return bus
+
+    try:
+        yield connect
+    finally:
+        for bus in handles:
+            await bus.close()
+
+
+ADAPTERS: dict[str, BusAdapter] = {
+    "inprocess": BusAdapter(_inprocess),
+    "redis": BusAdapter(_redis),
+}
 
 
 @pytest.fixture(params=sorted(ADAPTERS))

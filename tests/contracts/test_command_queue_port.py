@@ -18,10 +18,12 @@ from decimal import Decimal
 import pytest
 
 from app.adapters.inprocess import InProcessCommandQueue
+from app.adapters.redis_commands import RedisCommandQueue
 from app.core.commands import AddOrder, CancelOrder, OrderCommand
 from app.core.domain import OrderStatus, Side
 from app.core.order import Order
 from app.ports import CommandQueue
+from tests.engine_redis import redis_server_url, unique_prefix
 
 D = Decimal
 TIMEOUT = 5.0
@@ -44,7 +46,28 @@ async def _inprocess() -> AsyncIterator[Connect]:
     yield connect
 
 
-ADAPTERS: dict[str, QueueAdapter] = {"inprocess": QueueAdapter(_inprocess)}
+@asynccontextmanager
+async def _redis() -> AsyncIterator[Connect]:
+    url, prefix = redis_server_url(), f"{unique_prefix()}cmd:"  # streams of this test only
+    handles: list[RedisCommandQueue] = []
+
+    async def connect() -> CommandQueue:
+        queue = RedisCommandQueue(url, partitions=4, consumer=f"c{len(handles)}", prefix=prefix)
+        handles.append(queue)
+        await queue.own(range(4))  # the lease keeper's part: every partition is this one's
+        return queue
+
+    try:
+        yield connect
+    finally:
+        for queue in handles:
+            await queue.close()
+
+
+ADAPTERS: dict[str, QueueAdapter] = {
+    "inprocess": QueueAdapter(_inprocess),
+    "redis": QueueAdapter(_redis),
+}
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
