@@ -146,7 +146,9 @@ async def _adapters_ctx(app: web.Application) -> AsyncIterator[None]:
         from app.adapters.redis_commands import RedisCommandQueue
         from app.adapters.redis_limiter import RedisLimiter
 
-        bus: EventBus = RedisEventBus(settings.bus_url)
+        redis_bus = RedisEventBus(settings.bus_url)
+        await redis_bus.start()  # reading from now: no subscription can miss an event
+        bus: EventBus = redis_bus
         commands = RedisCommandQueue(
             settings.bus_url, partitions=settings.partitions, consumer=app[OWNER_ID]
         )

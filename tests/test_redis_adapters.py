@@ -27,7 +27,6 @@ from app.core.partitions import partition_of
 from app.ports import Subscription
 
 # The Redis fixtures (redis_url, redis_db_url), until the root conftest registers them.
-pytest_plugins = ["tests.engine_redis"]
 
 D = Decimal
 TIMEOUT = 5.0

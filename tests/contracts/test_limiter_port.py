@@ -22,7 +22,6 @@ from app.adapters.redis_limiter import RedisLimiter
 from app.ports import Limiter
 
 # The Redis fixtures (redis_url, redis_db_url), until the root conftest registers them.
-pytest_plugins = ["tests.engine_redis"]
 
 
 @dataclass
