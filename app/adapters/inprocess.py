@@ -7,62 +7,29 @@ straight to execution's handler, in the order they were sent.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
+from app.adapters.subscription import QueueSubscription
 from app.core.commands import OrderCommand
 from app.core.events import OrderEvent
 from app.ports import CommandHandler
 
 
-class _QueueSubscription:
-    def __init__(self, bus: InProcessBus, maxsize: int) -> None:
-        self._bus = bus
-        self.queue: asyncio.Queue[OrderEvent | None] = asyncio.Queue(maxsize)
-        self.overflowed = False
-
-    def offer(self, event: OrderEvent) -> None:
-        if self.overflowed:
-            return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            # Never dropped silently: the subscription ends and says why.
-            self.overflowed = True
-            self.close()
-
-    async def __aiter__(self) -> AsyncIterator[OrderEvent]:
-        while True:
-            event = await self.queue.get()
-            if event is None:
-                return
-            yield event
-
-    def close(self) -> None:
-        if self._bus.discard(self):
-            while True:  # make room for the end marker
-                try:
-                    self.queue.put_nowait(None)
-                    return
-                except asyncio.QueueFull:
-                    self.queue.get_nowait()
-
-
 class InProcessBus:
     def __init__(self) -> None:
-        self._subscriptions: set[_QueueSubscription] = set()
+        self._subscriptions: set[QueueSubscription] = set()
 
     async def publish(self, events: Sequence[OrderEvent]) -> None:
         for subscription in list(self._subscriptions):
             for event in events:
                 subscription.offer(event)
 
-    def subscribe(self, maxsize: int = 0) -> _QueueSubscription:
-        subscription = _QueueSubscription(self, maxsize)
+    def subscribe(self, maxsize: int = 0) -> QueueSubscription:
+        subscription = QueueSubscription(self.discard, maxsize)
         self._subscriptions.add(subscription)
         return subscription
 
-    def discard(self, subscription: _QueueSubscription) -> bool:
+    def discard(self, subscription: QueueSubscription) -> bool:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
             return True

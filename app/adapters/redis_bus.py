@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -44,6 +44,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from app.adapters.codec import DecodeError, decode_event, encode_event
+from app.adapters.subscription import QueueSubscription
 from app.core.events import OrderEvent
 
 log = structlog.get_logger(__name__)
@@ -110,39 +111,16 @@ def _format_id(entry_id: tuple[int, int]) -> str:
     return f"{entry_id[0]}-{entry_id[1]}"
 
 
-class RedisSubscription:
+class RedisSubscription(QueueSubscription):
     """One consumer's queue of events; ends on `close()`, on overflow, or with the bus."""
 
     def __init__(self, bus: RedisEventBus, maxsize: int, after: tuple[int, int]) -> None:
-        self._bus = bus
+        super().__init__(bus.discard, maxsize)  # type: ignore[arg-type]
         self.after = after  # stream ids up to this one were published before it was made
-        self.queue: asyncio.Queue[OrderEvent | None] = asyncio.Queue(maxsize)
-        self.overflowed = False
 
-    def offer(self, entry_id: tuple[int, int], event: OrderEvent) -> None:
-        if self.overflowed or entry_id <= self.after:
-            return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.overflowed = True  # never dropped silently: the subscription ends
-            self.close()
-
-    async def __aiter__(self) -> AsyncIterator[OrderEvent]:
-        while True:
-            event = await self.queue.get()
-            if event is None:
-                return
-            yield event
-
-    def close(self) -> None:
-        if self._bus.discard(self):
-            while True:  # make room for the end marker
-                try:
-                    self.queue.put_nowait(None)
-                    return
-                except asyncio.QueueFull:
-                    self.queue.get_nowait()
+    def offer_entry(self, entry_id: tuple[int, int], event: OrderEvent) -> None:
+        if entry_id > self.after:
+            self.offer(event)
 
 
 class RedisEventBus:
@@ -299,4 +277,4 @@ class RedisEventBus:
             self.duplicates_dropped += 1
             return
         for subscription in list(self._subscriptions):
-            subscription.offer(entry_id, event)
+            subscription.offer_entry(entry_id, event)
