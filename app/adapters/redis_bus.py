@@ -39,19 +39,17 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from app.adapters.codec import DecodeError, decode_event, encode_event
+from app.adapters.redis_clients import call_and_read_clients
 from app.adapters.subscription import QueueSubscription
 from app.core.events import OrderEvent
 
 log = structlog.get_logger(__name__)
 
 _FIELD = b"e"
-_CONNECT_TIMEOUT_S = 5.0
-_READ_MARGIN_S = 5.0  # a blocking read's socket timeout: its block time and this
 _READY_WAIT_S = 5.0  # how long a publish waits for a starting reader (Redis is down past it)
 _CLOSE_GRACE_S = 2.0  # past one blocking read, how long close() waits for the reader
 
@@ -138,17 +136,7 @@ class RedisEventBus:
         self.maxlen = maxlen
         self._block_ms = block_ms
         self._batch = batch
-        self._redis = aioredis.Redis.from_url(
-            redis_url, protocol=2, socket_connect_timeout=_CONNECT_TIMEOUT_S
-        )
-        # The reader blocks in XREAD: a client of its own, so publishing never waits on it,
-        # with a socket timeout longer than its blocking read.
-        self._reader_redis = aioredis.Redis.from_url(
-            redis_url,
-            protocol=2,
-            socket_connect_timeout=_CONNECT_TIMEOUT_S,
-            socket_timeout=block_ms / 1000 + _READ_MARGIN_S,
-        )
+        self._redis, self._reader_redis = call_and_read_clients(redis_url, block_ms)
         self._subscriptions: set[RedisSubscription] = set()
         self._seen = _Recent(dedup_keys)
         self._cursor: tuple[int, int] | None = None  # the last stream id the reader handled

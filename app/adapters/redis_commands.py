@@ -40,12 +40,12 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from app.adapters.codec import DecodeError, decode_command, encode_command
 from app.adapters.redis_bus import stream_entries
+from app.adapters.redis_clients import call_and_read_clients
 from app.core.commands import OrderCommand
 from app.core.partitions import DEFAULT_PARTITIONS, partition_of
 from app.ports import CommandHandler
@@ -54,8 +54,6 @@ log = structlog.get_logger(__name__)
 
 _FIELD = b"c"
 _CLOSE_GRACE_S = 2.0  # past the blocking read, how long close() lets the last round finish
-_CONNECT_TIMEOUT_S = 5.0
-_READ_MARGIN_S = 5.0  # a blocking read's socket timeout: its block time and this
 
 
 def default_consumer() -> str:
@@ -99,17 +97,7 @@ class RedisCommandQueue:
         self._batch = batch
         self._reclaim_interval_s = reclaim_interval_s
         self._reclaim_idle_ms = reclaim_idle_ms
-        self._redis = aioredis.Redis.from_url(
-            redis_url, protocol=2, socket_connect_timeout=_CONNECT_TIMEOUT_S
-        )
-        # The blocking read gets a client of its own, so sends and acks never wait on it,
-        # with a socket timeout longer than its blocking read.
-        self._reader_redis = aioredis.Redis.from_url(
-            redis_url,
-            protocol=2,
-            socket_connect_timeout=_CONNECT_TIMEOUT_S,
-            socket_timeout=block_ms / 1000 + _READ_MARGIN_S,
-        )
+        self._redis, self._reader_redis = call_and_read_clients(redis_url, block_ms)
         self._handler: CommandHandler | None = None
         self._wanted: frozenset[int] = frozenset()
         self._reading: frozenset[int] = frozenset()  # owned, and their backlog claimed
