@@ -182,7 +182,9 @@ class SymbolWorker:
             while True:
                 if not commands:
                     self._wakeup.clear()
-                    if not await self._wait_or_idle():
+                    if self.orders or self._idle_after_s is None:
+                        await self._wakeup.wait()  # the usual case, without a coroutine more
+                    elif not await self._wait_or_idle():
                         return
                     continue
                 batch = [commands.popleft() for _ in range(min(len(commands), MAX_BATCH))]
@@ -218,10 +220,8 @@ class SymbolWorker:
         self._log.warning("worker.fenced", fence=repr(self.fence), orders=len(self.orders))
 
     async def _wait_or_idle(self) -> bool:
-        """Wait for a command; False once idle long enough to stop (nothing is lost)."""
-        if self.orders or self._idle_after_s is None:
-            await self._wakeup.wait()
-            return True
+        """With no order held: wait for a command; False once idle long enough to stop
+        (nothing is lost)."""
         try:
             async with asyncio.timeout(self._idle_after_s):
                 await self._wakeup.wait()
