@@ -111,13 +111,19 @@ class Executor:
             return None
         return self._fences.get(partition_of(symbol, self.partitions))
 
-    async def adopt(self, partition: int, epoch: int) -> None:
-        """We hold the partition's lease (numbered `epoch`): resume its open orders."""
+    async def adopt(self, epochs: dict[int, int]) -> None:
+        """We hold these partitions' leases (partition -> epoch): resume their open orders,
+        read from the store in one pass however many partitions change hands at once."""
         assert self.partitions is not None
-        fence = self._fences[partition] = Fence(partition, self.owner_id, epoch)
-        stored = await self._store.open_orders()
-        mine = [o for o in stored if partition_of(o.symbol, self.partitions) == partition]
-        await self._recover(mine, fence)
+        fences = {p: Fence(p, self.owner_id, epoch) for p, epoch in epochs.items()}
+        self._fences.update(fences)
+        mine: dict[int, list[Order]] = {p: [] for p in fences}
+        for order in await self._store.open_orders():
+            partition = partition_of(order.symbol, self.partitions)
+            if partition in mine:
+                mine[partition].append(order)
+        for partition, orders in mine.items():
+            await self._recover(orders, fences[partition])
 
     async def drop(self, partition: int, *, hand_over: bool) -> None:
         """Stop executing the partition's symbols. Handing over: finish and commit what

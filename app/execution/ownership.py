@@ -90,21 +90,30 @@ class PartitionOwnership:
                 await self._hand_over(sorted(self._held)[share:])
                 return
             holders = await self._leases.holders()
-            adopted: list[int] = []
+            adopted: dict[int, int] = {}
             for partition in range(self._partitions):
-                if len(self._held) >= share:
+                if len(self._held) + len(adopted) >= share:
                     break
                 if partition in self._held or partition in holders:
                     continue
                 epoch = await self._leases.acquire(partition, self._owner, self._ttl_s)
-                if epoch is None:
-                    continue
-                self._held[partition] = epoch
-                await self._executor.adopt(partition, epoch)
-                adopted.append(partition)
-            if adopted:  # read their commands only now that their orders are back
+                if epoch is not None:
+                    adopted[partition] = epoch
+            if adopted:
+                self._held.update(adopted)
+                try:
+                    await self._executor.adopt(adopted)  # one pass over the open orders
+                except Exception:
+                    # Not resumed: give them up, so that a later tick (here or elsewhere)
+                    # takes them again from the start instead of holding them half-done.
+                    for partition in adopted:
+                        del self._held[partition]
+                        await self._executor.drop(partition, hand_over=False)
+                    await self._leases.release(self._owner, sorted(adopted))
+                    raise
+                # Read their commands only now that their orders are back.
                 await self._read_partitions(set(self._held))
-                log.info("ownership.adopted", owner=self._owner, partitions=adopted)
+                log.info("ownership.adopted", owner=self._owner, partitions=sorted(adopted))
 
     async def _hand_over(self, partitions: list[int]) -> None:
         for partition in partitions:
