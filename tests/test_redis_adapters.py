@@ -25,6 +25,7 @@ from app.core.events import EventKind, OrderEvent, order_event
 from app.core.order import Order
 from app.core.partitions import partition_of
 from app.ports import Subscription
+from tests.contracts.test_command_queue_port import Consumer
 
 # The Redis fixtures (redis_url, redis_db_url), until the root conftest registers them.
 
@@ -191,22 +192,11 @@ async def test_closing_the_bus_ends_its_subscriptions(buses: Callable[..., Redis
 # -- the command queue -------------------------------------------------------------------------
 
 
-class Executor:
-    """A command handler that records what it gets."""
+class Executor(Consumer):
+    """The contract suite's recording handler, waited on by the commands' order ids."""
 
-    def __init__(self) -> None:
-        self.received: list[OrderCommand] = []
-        self._arrived = asyncio.Event()
-
-    def handle(self, command: OrderCommand) -> None:
-        self.received.append(command)
-        self._arrived.set()
-
-    async def wait(self, count: int) -> list[str]:
-        async with asyncio.timeout(TIMEOUT):
-            while len(self.received) < count:
-                self._arrived.clear()
-                await self._arrived.wait()
+    async def wait_ids(self, count: int) -> list[str]:
+        await self.wait(count)
         return self.ids()
 
     def ids(self) -> list[str]:
@@ -271,13 +261,13 @@ async def test_an_executor_reads_only_the_partitions_it_owns(
     await queue.own({BTC})
     await intake.send(AddOrder(_order(1, symbol="ETHBTC")))
     await intake.send(AddOrder(_order(2, symbol="BTCUSDT")))
-    assert await executor.wait(1) == ["order-2"]
+    assert await executor.wait_ids(1) == ["order-2"]
     await asyncio.sleep(0.3)
     assert executor.ids() == ["order-2"]
     assert await admin.xlen(f"te:cmd:{ETH}") == 1  # waiting for ETH's owner
     assert await admin.xlen(f"te:cmd:{BTC}") == 0  # handled, acknowledged and deleted
     await queue.own({BTC, ETH})
-    assert await executor.wait(2) == ["order-2", "order-1"]
+    assert await executor.wait_ids(2) == ["order-2", "order-1"]
     with pytest.raises(ValueError):
         await queue.own({PARTITIONS})
 
@@ -300,10 +290,10 @@ async def test_a_takeover_handles_what_a_dead_executor_read_then_the_rest_in_ord
     queue_b, executor_b = queues("executor-b"), Executor()
     queue_b.consume(executor_b.handle)
     await queue_b.own({BTC})
-    assert await executor_b.wait(6) == [f"order-{n}" for n in range(1, 6)] + ["order-1"]
+    assert await executor_b.wait_ids(6) == [f"order-{n}" for n in range(1, 6)] + ["order-1"]
     assert isinstance(executor_b.received[-1], CancelOrder)
     await intake.send(AddOrder(_order(6)))
-    assert (await executor_b.wait(7))[-1] == "order-6"
+    assert (await executor_b.wait_ids(7))[-1] == "order-6"
     assert (await admin.xpending(stream, "executors"))["pending"] == 0
     assert await admin.xlen(stream) == 0
 
@@ -319,14 +309,14 @@ async def test_a_handover_loses_and_repeats_nothing(
     await queue_a.own(range(PARTITIONS))
     for n in range(3):
         await intake.send(AddOrder(_order(n)))
-    assert await executor_a.wait(3) == ["order-0", "order-1", "order-2"]
+    assert await executor_a.wait_ids(3) == ["order-0", "order-1", "order-2"]
     await queue_a.own(set(range(PARTITIONS)) - {BTC})  # SIGTERM or rebalancing: BTC goes
     for n in range(3, 20):
         await intake.send(AddOrder(_order(n)))
     await asyncio.sleep(0.2)
     assert executor_b.received == []  # nobody reads BTC for a while: nothing is lost
     await queue_b.own({BTC})
-    assert await executor_b.wait(17) == [f"order-{n}" for n in range(3, 20)]
+    assert await executor_b.wait_ids(17) == [f"order-{n}" for n in range(3, 20)]
     await asyncio.sleep(0.2)
     assert len(executor_a.received) == 3 and len(executor_b.received) == 17
 
@@ -342,14 +332,14 @@ async def test_entries_an_old_owner_read_after_the_takeover_are_reclaimed(
     queue_b.consume(executor_b.handle)
     await queue_b.own({BTC})
     await intake.send(AddOrder(_order(1)))
-    assert await executor_b.wait(1) == ["order-1"]
+    assert await executor_b.wait_ids(1) == ["order-1"]
     stream = f"te:cmd:{BTC}"
     pipe = admin.pipeline(transaction=True)  # the old owner's read wins the race
     pipe.xadd(stream, {b"c": encode_command(AddOrder(_order(2)))})
     pipe.xreadgroup("executors", "executor-a", {stream: ">"}, count=10)
     await pipe.execute()
     await intake.send(AddOrder(_order(3)))
-    assert await executor_b.wait(3) == ["order-1", "order-3", "order-2"]
+    assert await executor_b.wait_ids(3) == ["order-1", "order-3", "order-2"]
     assert (await admin.xpending(stream, "executors"))["pending"] == 0
 
 
@@ -384,7 +374,7 @@ async def test_lag_is_how_long_the_last_command_waited_and_zero_when_idle(
     await asyncio.sleep(0.3)  # sent while nobody reads
     queue.consume(executor.handle)
     await queue.own({BTC})
-    await executor.wait(1)
+    await executor.wait_ids(1)
     assert 0.25 <= queue.lag_s < 0.3 + TIMEOUT
     async with asyncio.timeout(TIMEOUT):
         while queue.lag_s:  # noqa: ASYNC110  (a property, nothing to wait on)
