@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from app.adapters.binance.exchange_info import ExchangeFilters, ExchangeInfoClient, FiltersOff
 from app.core.filters import FilterFailure
-from app.emulator.exchange_info import symbol_entry
+from app.emulator.exchange_info import split_symbol, symbol_entry
 from app.emulator.server import BinanceEmulator
 
 D = Decimal
@@ -86,6 +86,31 @@ async def test_emulator_answers_as_binance_does(emulator: BinanceEmulator) -> No
         async with http.get(url, params={"symbol": "NEWUSDT"}) as response:
             assert response.status == 400
     assert emulator.exchange_info_requests[0] == "symbol=BTCUSDT"
+
+
+async def test_emulator_can_list_every_symbol_for_made_up_ones(
+    emulator: BinanceEmulator, client: ExchangeInfoClient
+) -> None:
+    assert (await client.lookup("AAAUSDT")).outcome == "unknown"
+    emulator.list_every_symbol = True
+    client.forget()
+    lookup = await client.lookup("AAAUSDT")
+    assert lookup.outcome == "ok" and lookup.info is not None
+    assert (lookup.info.base_asset, lookup.info.quote_asset) == ("AAA", "USDT")
+    assert await client.check_limit("AAAUSDT", D("0.00000001"), D("0.00000001")) is None
+    assert await client.check_market("AAAUSDT", D("12345.6789"), D("987654.321")) is None
+    failure = await client.check_limit("AAAUSDT", D("0.000000001"), D(1))
+    assert failure is not None and failure.filter == "PRICE_FILTER"
+    btc = await client.lookup("BTCUSDT")  # a listed symbol keeps its own filters
+    assert btc.info is not None and btc.info.lot_size is not None
+    assert btc.info.lot_size.step_size == D("0.00001")
+
+
+def test_split_symbol() -> None:
+    assert split_symbol("LTCBTC") == ("LTC", "BTC")
+    assert split_symbol("PEPEFDUSD") == ("PEPE", "FDUSD")
+    assert split_symbol("USDTTRY") == ("USDT", "TRY")
+    assert split_symbol("ABCD") == ("AB", "CD")
 
 
 # -- lookups ------------------------------------------------------------------------------------

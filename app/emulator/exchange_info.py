@@ -153,16 +153,53 @@ _DEFAULTS = {
 }
 
 
+# Quote assets by which a made-up symbol is split into base and quote, longest first.
+_QUOTES = ("FDUSD", "USDT", "USDC", "TUSD", "EUR", "TRY", "BTC", "ETH", "BNB")
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """(base, quote) of a symbol by its quote-asset suffix: "AAAUSDT" -> ("AAA", "USDT");
+    a symbol with no known suffix is split after its first half."""
+    for quote in _QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)], quote
+    half = max(1, len(symbol) // 2)
+    return symbol[:half], symbol[half:] or symbol
+
+
+def permissive_entry(symbol: str) -> dict[str, Any]:
+    """A TRADING entry that lets nearly any order through (tick and step 10^-8, no notional
+    minimum): for a made-up symbol in a test or the demo, when `list_every_symbol` is on."""
+    base, quote = split_symbol(symbol)
+    return symbol_entry(
+        symbol,
+        base,
+        quote,
+        tick_size="0.00000001",
+        max_price="100000000000.00000000",
+        step_size="0.00000001",
+        max_qty="100000000000.00000000",
+        market_max_qty="100000000000.00000000",
+        min_notional="0.00000000",
+        apply_min_to_market=False,
+        max_notional="0.00000000",
+    )
+
+
 def default_exchange_symbols() -> dict[str, dict[str, Any]]:
     """A fresh copy of the symbols the emulator lists from the start."""
     return copy.deepcopy(_DEFAULTS)
 
 
 def exchange_info_response(
-    symbols: Mapping[str, dict[str, Any]], query: Mapping[str, str]
+    symbols: Mapping[str, dict[str, Any]],
+    query: Mapping[str, str],
+    *,
+    list_every_symbol: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) for `GET /api/v3/exchangeInfo` with `query`: `symbol=X`,
-    `symbols=["X","Y"]` or nothing (every symbol)."""
+    `symbols=["X","Y"]` or nothing (every symbol). With `list_every_symbol`, a symbol not in
+    `symbols` is answered with `permissive_entry` instead of -1121."""
     if "symbol" in query:
         names = [query["symbol"]]
     elif "symbols" in query:
@@ -174,14 +211,14 @@ def exchange_info_response(
         names = list(symbols)
     if any(_SYMBOL_PARAMETER.fullmatch(name) is None for name in names):
         return 400, ILLEGAL_SYMBOL
-    if any(name not in symbols for name in names):
+    if not list_every_symbol and any(name not in symbols for name in names):
         return 400, INVALID_SYMBOL
     return 200, {
         "timezone": "UTC",
         "serverTime": int(time.time() * 1000),
         "rateLimits": _RATE_LIMITS,
         "exchangeFilters": [],
-        "symbols": [symbols[name] for name in names],
+        "symbols": [symbols.get(name) or permissive_entry(name) for name in names],
     }
 
 

@@ -93,6 +93,9 @@ class BinanceEmulator:
         # GET /api/v3/exchangeInfo: the symbols listed, by name, as Binance's symbols[] entries.
         self.exchange_symbols: dict[str, dict[str, Any]] = default_exchange_symbols()
         self.exchange_info_requests: list[str] = []  # each request's query string
+        # On: a symbol not in exchange_symbols is listed with permissive filters (made-up
+        # symbols in tests and the demo); off: -1121 "Invalid symbol.", as Binance answers.
+        self.list_every_symbol = False
         self._exchange_info_fault: ExchangeInfoFault | None = None
         self._exchange_info_open = asyncio.Event()
         self._exchange_info_open.set()
@@ -295,7 +298,9 @@ class BinanceEmulator:
             return web.json_response(
                 {"code": -1000, "msg": "An unknown error occurred."}, status=500
             )
-        status, body = exchange_info_response(self.exchange_symbols, request.query)
+        status, body = exchange_info_response(
+            self.exchange_symbols, request.query, list_every_symbol=self.list_every_symbol
+        )
         return web.json_response(body, status=status, dumps=lambda v: orjson.dumps(v).decode())
 
     async def wait_exchange_info_requests(self, count: int, timeout: float = 5.0) -> None:
