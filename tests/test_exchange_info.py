@@ -312,3 +312,13 @@ async def test_filters_off_passes_everything() -> None:
     assert await off.check_market("NOPE", D(1), None) is None
     assert off.state() == {"exchange_info": "off", "unchecked_orders": 0}
     await off.close()
+
+
+async def test_close_ends_a_request_under_way(emulator: BinanceEmulator) -> None:
+    client = ExchangeInfoClient(emulator.rest_url, timeout_s=30)
+    emulator.exchange_info_fault("stall")
+    lookup = asyncio.create_task(client.lookup("BTCUSDT"))
+    await emulator.wait_exchange_info_requests(1)
+    await client.close()
+    with pytest.raises(asyncio.CancelledError):
+        await lookup

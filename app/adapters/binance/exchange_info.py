@@ -142,8 +142,10 @@ class ExchangeInfoClient:
         }
 
     async def close(self) -> None:
-        for task in list(self._inflight.values()):
+        pending = list(self._inflight.values())
+        for task in pending:
             task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
