@@ -11,9 +11,12 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from app.core.decimals import fmt
+from app.core.decimals import ZERO, fmt
 from app.core.domain import OrderStatus, Side
 from app.core.order import Fill, Order
+
+_SIDES = {side.value: side for side in Side}
+_STATUSES = {status.value: status for status in OrderStatus}
 
 ORDER_COLUMNS = (
     "order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status, "
@@ -39,15 +42,24 @@ def order_row(order: Order) -> tuple[Any, ...]:
 
 
 def order_from_row(row: Sequence[Any], start: int = 0) -> Order:
-    """The order in `row[start:start + 16]`, in ORDER_COLUMNS' order."""
-    r = row[start : start + 16]
+    """The order in `row[start:start + 16]`, in ORDER_COLUMNS' order.
+
+    Positional, with the enums looked up in a dict: start-up recovery reads every open
+    order this way (`Side(...)` alone costs more than a dict lookup several times over)."""
+    (order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status,
+     filled_qty, notional, fill_count, reason, created_at_us, updated_at_us,
+     expires_at_us) = row[start : start + 16]  # fmt: skip
     return Order(
-        order_id=r[0], owner=r[1], client_order_id=r[2], symbol=r[3],
-        side=Side(r[4]), order_size=Decimal(r[5]), price=Decimal(r[6]),
-        timeout_s=r[7], status=OrderStatus(r[8]), filled_qty=Decimal(r[9]),
-        notional=Decimal(r[10]), fill_count=r[11], reason=r[12],
-        created_at_us=r[13], updated_at_us=r[14], expires_at_us=r[15],
+        order_id, owner, client_order_id, symbol, _SIDES[side], Decimal(order_size),
+        Decimal(price), timeout_s, _STATUSES[status], created_at_us, updated_at_us,
+        expires_at_us, _decimal_or_zero(filled_qty), _decimal_or_zero(notional), fill_count,
+        reason,
     )  # fmt: skip
+
+
+def _decimal_or_zero(text: str) -> Decimal:
+    """Most orders read back have filled nothing yet: they share one zero."""
+    return ZERO if text == "0" else Decimal(text)
 
 
 def order_with_fills(rows: Sequence[Sequence[Any]]) -> Order | None:
