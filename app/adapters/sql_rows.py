@@ -11,12 +11,13 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from app.core.decimals import ZERO, fmt
+from app.core.decimals import fmt
 from app.core.domain import OrderStatus, Side
-from app.core.order import Fill, Order
+from app.core.order import MAX_SHARED, Fill, Order
 
 _SIDES = {side.value: side for side in Side}
 _STATUSES = {status.value: status for status in OrderStatus}
+_parsed: dict[str, Decimal] = {}
 
 ORDER_COLUMNS = (
     "order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status, "
@@ -50,16 +51,22 @@ def order_from_row(row: Sequence[Any], start: int = 0) -> Order:
      filled_qty, notional, fill_count, reason, created_at_us, updated_at_us,
      expires_at_us) = row[start : start + 16]  # fmt: skip
     return Order(
-        order_id, owner, client_order_id, symbol, _SIDES[side], Decimal(order_size),
-        Decimal(price), timeout_s, _STATUSES[status], created_at_us, updated_at_us,
-        expires_at_us, _decimal_or_zero(filled_qty), _decimal_or_zero(notional), fill_count,
-        reason,
+        order_id, owner, client_order_id, symbol, _SIDES[side], _decimal(order_size),
+        _decimal(price), timeout_s, _STATUSES[status], created_at_us, updated_at_us,
+        expires_at_us, _decimal(filled_qty), _decimal(notional), fill_count, reason,
     )  # fmt: skip
 
 
-def _decimal_or_zero(text: str) -> Decimal:
-    """Most orders read back have filled nothing yet: they share one zero."""
-    return ZERO if text == "0" else Decimal(text)
+def _decimal(text: str) -> Decimal:
+    """The Decimal of a stored text, parsed once while it keeps coming back: open orders
+    read at start-up share their sizes, prices and zeros (and a dict lookup is cheaper
+    than a parse). Bounded like `shared_decimal`."""
+    value = _parsed.get(text)
+    if value is None:
+        if len(_parsed) >= MAX_SHARED:
+            _parsed.clear()
+        value = _parsed[text] = Decimal(text)
+    return value
 
 
 def order_with_fills(rows: Sequence[Sequence[Any]]) -> Order | None:
