@@ -7,6 +7,7 @@ sequence of accepts, fills and ends; positions equal a naive model recomputed wi
 
 from __future__ import annotations
 
+import random
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -388,11 +389,47 @@ def test_a_position_round_trips_through_its_stored_row_exactly() -> None:
     for side, price, qty in [(Side.BUY, "1", "1"), (Side.BUY, "2", "2"), (Side.SELL, "3", "1")]:
         position.apply_fill(side, D(price), D(qty), D("0.001"))
     row = position.to_row()
-    assert row["avg_entry"] == "5/3"
+    assert row.avg_entry == "5/3" and not row.avg_rounded
     again = Position.from_row("BTCUSDT", row)
     assert again == position
     again.apply_fill(Side.SELL, D(2), D(2), ZERO)
     assert again.realized_pnl == (3 - Fraction(5, 3)) + 2 * (2 - Fraction(5, 3)) == 2
+
+
+def test_a_long_open_position_stays_bounded_and_shows_what_the_exact_one_shows() -> None:
+    """Adding after partial closes, never flat: the exact average's denominator grows
+    without end; the kept one stops at 10^100, invisible at 18 places, and going flat
+    makes the realized P&L exact again."""
+    rng = random.Random(13)
+    fills = []
+    for _ in range(600):
+        side = Side.BUY if rng.random() < 0.6 else Side.SELL
+        price, qty = D(rng.randint(2_000_000, 3_000_000)) / 100, D(rng.randint(1, 999)) / 1000
+        fills.append((side, price, qty, ZERO))
+    position = Position("XQ")
+    naive = NaivePosition()
+    for side, price, qty, fee in fills:
+        position.apply_fill(side, price, qty, fee)
+        naive = naive_step(naive, side, price, qty, fee)
+        assert naive.qty != 0  # never flat: the hard case
+        assert position.avg_entry is not None and position.avg_entry.denominator <= 10**100
+    assert naive.avg is not None and naive.avg.denominator > 10**300  # the bound was needed
+    assert position.avg_entry is not None and position.avg_rounded
+    assert Position.from_row("XQ", position.to_row()) == position
+    assert abs(position.avg_entry - naive.avg) < Fraction(1, 10**90)
+    assert abs(position.realized_pnl - naive.realized) < Fraction(1, 10**80)
+    quote = Quote(D("25000.01"), D("25000.02"))
+    assert position.view(quote) == {
+        "symbol": "XQ", "qty": show(D(naive.qty.numerator) / naive.qty.denominator),
+        "avg_entry_price": show(naive.avg), "realized_pnl": show(naive.realized),
+        "unrealized_pnl": show((Fraction(quote.bid) - naive.avg) * naive.qty), "fees": "0",
+    }  # fmt: skip
+    side = Side.SELL if naive.qty > 0 else Side.BUY
+    flat_qty = abs(position.qty)
+    position.apply_fill(side, D(25000), flat_qty, ZERO)
+    naive = naive_step(naive, side, D(25000), flat_qty, ZERO)
+    assert position.qty == 0 and position.realized_pnl == naive.realized  # exact again
+    assert not position.avg_rounded
 
 
 def test_a_quote_is_the_top_of_a_book_update() -> None:
@@ -614,28 +651,35 @@ class NaivePosition:
     fees: Fraction = Fraction(0)
 
 
+def naive_step(
+    state: NaivePosition, side: Side, price: Decimal, qty: Decimal, fee: Decimal
+) -> NaivePosition:
+    """Average cost the textbook way: close at the average, open at the price."""
+    p, q = Fraction(price), Fraction(qty)
+    fees = state.fees + (Fraction(fee) * p if side is Side.BUY else Fraction(fee))
+    direction = 1 if side is Side.BUY else -1
+    if state.qty == 0 or (state.qty > 0) == (direction > 0):
+        held = abs(state.qty)
+        avg = ((state.avg or 0) * held + p * q) / (held + q)
+        return NaivePosition(state.qty + direction * q, avg, state.realized, fees)
+    assert state.avg is not None
+    closed = min(q, abs(state.qty))
+    long_sign = 1 if state.qty > 0 else -1
+    realized = state.realized + closed * (p - state.avg) * long_sign
+    new_qty = state.qty + direction * q
+    avg: Fraction | None = state.avg
+    if new_qty == 0:
+        avg = None
+    elif q > closed:
+        avg = p
+    return NaivePosition(new_qty, avg, realized, fees)
+
+
 def naive_position(fills: list[tuple[Side, Decimal, Decimal, Decimal]]) -> NaivePosition:
-    """Average cost the textbook way, from scratch: close at the average, open at the price."""
+    """Recomputed from scratch over every fill."""
     state = NaivePosition()
-    for side, price, qty, fee in fills:
-        p, q = Fraction(price), Fraction(qty)
-        state.fees += Fraction(fee) * p if side is Side.BUY else Fraction(fee)
-        direction = 1 if side is Side.BUY else -1
-        if state.qty == 0 or (state.qty > 0) == (direction > 0):
-            held = abs(state.qty)
-            state.avg = ((state.avg or 0) * held + p * q) / (held + q)
-            state.qty += direction * q
-            continue
-        assert state.avg is not None
-        closed = min(q, abs(state.qty))
-        long_sign = 1 if state.qty > 0 else -1
-        state.realized += closed * (p - state.avg) * long_sign
-        state.qty += direction * q
-        if state.qty == 0:
-            state.avg = None
-        elif q > closed:
-            state.avg = p
-            event("a fill went through zero")
+    for fill in fills:
+        state = naive_step(state, *fill)
     return state
 
 
@@ -653,9 +697,12 @@ def test_positions_equal_a_naive_fraction_model(
     fills: list[tuple[Side, Decimal, Decimal, Decimal]], bid: Decimal, ask: Decimal
 ) -> None:
     position = Position("XQ")
+    naive = NaivePosition()
     for count, (side, price, qty, fee) in enumerate(fills, start=1):
         position.apply_fill(side, price, qty, fee)
-        naive = naive_position(fills[:count])
+        before, naive = naive, naive_position(fills[:count])
+        if before.qty * naive.qty < 0:
+            event("a fill went through zero")
         assert Fraction(position.qty) == naive.qty
         assert position.avg_entry == naive.avg
         assert position.realized_pnl == naive.realized

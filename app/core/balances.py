@@ -204,7 +204,8 @@ def market_buy_reserve(
 def locked_by(order: LockingOrder, assets: SymbolAssets) -> Lock:
     """What `order` locks as it stands (whatever its status: the caller releases it when
     the order ends)."""
-    return _lock(order, assets, order.filled_qty, order.notional)
+    asset = assets.base if order.side is Side.SELL else assets.quote
+    return Lock(asset, _locked_amount(order, order.filled_qty, order.notional))
 
 
 def deltas_on_accept(order: LockingOrder, assets: SymbolAssets) -> list[BalanceDelta]:
@@ -245,15 +246,15 @@ def deltas_on_end(order: LockingOrder, assets: SymbolAssets) -> list[BalanceDelt
     return _merged([BalanceDelta(lock.asset, lock.amount, -lock.amount)])
 
 
-def _lock(order: LockingOrder, assets: SymbolAssets, filled: Decimal, notional: Decimal) -> Lock:
-    remaining = EXACT.subtract(order.order_size, filled)
+def _locked_amount(order: LockingOrder, filled: Decimal, notional: Decimal) -> Decimal:
+    """What `order` locks once `filled` of it has cost `notional`."""
     if order.side is Side.SELL:
-        return Lock(assets.base, remaining)
+        return EXACT.subtract(order.order_size, filled)
     if order.price is not None:
-        return Lock(assets.quote, EXACT.multiply(remaining, order.price))
+        return EXACT.multiply(EXACT.subtract(order.order_size, filled), order.price)
     if order.reserve is None:
         raise ValueError("a market buy locks its reserve: set it (market_buy_reserve) first")
-    return Lock(assets.quote, max(ZERO, EXACT.subtract(order.reserve, notional)))
+    return max(ZERO, EXACT.subtract(order.reserve, notional))
 
 
 def _fill_deltas(
@@ -263,24 +264,36 @@ def _fill_deltas(
     notional: Decimal,
     fills: Iterable[tuple[Decimal, Decimal, Decimal]],
 ) -> list[BalanceDelta]:
-    deltas: list[BalanceDelta] = []
+    """Per fill: the lock asset's lock falls by what the fill releases, which pays for the
+    fill (a buy: its cost, a sell: its qty) with any difference going to (or, for a market
+    buy past its reserve, coming from) free; the other asset receives the proceeds less the
+    fee."""
+    buy = order.side is Side.BUY
+    released_total = paid_total = received_total = ZERO
+    locked = _locked_amount(order, filled, notional)
     for price, qty, fee in fills:
         if qty <= ZERO or fee < ZERO:
             raise ValueError(f"a fill needs qty > 0 and fee >= 0, not {qty} and {fee}")
-        before = _lock(order, assets, filled, notional)
         cost = EXACT.multiply(price, qty)
         filled = EXACT.add(filled, qty)
         notional = EXACT.add(notional, cost)
         if filled > order.order_size:
             raise ValueError(f"a fill of {qty} over-fills an order of {order.order_size}")
-        released = EXACT.subtract(before.amount, _lock(order, assets, filled, notional).amount)
-        if order.side is Side.BUY:
-            deltas.append(BalanceDelta(assets.quote, EXACT.subtract(released, cost), -released))
-            deltas.append(BalanceDelta(assets.base, EXACT.subtract(qty, fee)))
-        else:
-            deltas.append(BalanceDelta(assets.base, EXACT.subtract(released, qty), -released))
-            deltas.append(BalanceDelta(assets.quote, EXACT.subtract(cost, fee)))
-    return _merged(deltas)
+        locked_after = _locked_amount(order, filled, notional)
+        released_total = EXACT.add(released_total, EXACT.subtract(locked, locked_after))
+        locked = locked_after
+        paid_total = EXACT.add(paid_total, cost if buy else qty)
+        received_total = EXACT.add(received_total, EXACT.subtract(qty if buy else cost, fee))
+    lock_asset, receive_asset = (assets.quote, assets.base) if buy else (assets.base, assets.quote)
+    deltas = [
+        BalanceDelta(lock_asset, EXACT.subtract(released_total, paid_total), -released_total),
+        BalanceDelta(receive_asset, received_total),
+    ]  # two assets (a symbol's base and quote differ): nothing to merge
+    return sorted((d for d in deltas if d.free or d.locked), key=_asset_of)
+
+
+def _asset_of(delta: BalanceDelta) -> str:
+    return delta.asset
 
 
 def _merged(deltas: Iterable[BalanceDelta]) -> list[BalanceDelta]:

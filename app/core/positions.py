@@ -12,8 +12,17 @@ fields are exact decimals, and the realized P&L is derived rather than accumulat
 `cash + average × qty`, where `cash` is what sells received minus what buys paid. That
 identity holds after every fill (an opening fill moves cash and cost basis by the same
 amount; a closing one moves cash by exit × qty and cost basis by average × qty), so nothing
-is rounded and nothing accumulates a rounding. Values are rounded only when shown (`show`):
-half-even to 18 decimal places when they do not terminate.
+accumulates a rounding, and a flat position's realized P&L is `cash`: exact, always.
+Values are rounded only when shown (`show`): half-even to 18 places when they do not
+terminate.
+
+One bound keeps a fill O(1): the exact average's denominator grows with every addition
+that follows a partial close (the exact value needs it: ~800 digits after 1,000 such fills,
+without end). Past 10^100 it is rounded half-even to 100 decimal places, an error below
+10^-100 per fill that no shown value (18 places) can see, and that vanishes when the
+position is next flat or goes through zero; meanwhile `avg_rounded` says so and the average
+and P&L are shown rounded to 18 places. Until then (every position of less than a few
+hundred fills) the state is the exact rational.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from app.core.domain import BookUpdate, Side
 from app.core.fees import fee_in_quote
 
 SHOWN_PLACES = 18
+AVG_PLACES_KEPT = 100  # past 10^100, the average's denominator is rounded to 10^100
+_AVG_DENOMINATOR_LIMIT = 10**AVG_PLACES_KEPT
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +54,26 @@ class Quote:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PositionRow:
+    """A position's state as a store keeps it, exactly (one row per owner and symbol)."""
+
+    qty: str
+    avg_entry: str | None  # a Fraction as "numerator/denominator" (or an integer)
+    avg_rounded: bool
+    cash: str
+    fees: str
+
+
 @dataclass(slots=True)
 class Position:
     symbol: str
     qty: Decimal = ZERO  # > 0 long, < 0 short
-    avg_entry: Fraction | None = None  # exact; None when flat
+    avg_entry: Fraction | None = None  # None when flat
+    # The average was bounded (see the module's docstring): the average, realized and
+    # unrealized P&L are within 10^-90 of exact, and shown rounded to 18 places, until the
+    # position is next flat or goes through zero (where the exact average is the price).
+    avg_rounded: bool = False
     cash: Decimal = ZERO  # quote asset: sells' price × qty minus buys', fees excluded
     fees: Decimal = ZERO  # in the quote asset
 
@@ -63,11 +89,17 @@ class Position:
         new_qty = EXACT.add(self.qty, qty) if buy else EXACT.subtract(self.qty, qty)
         if self.avg_entry is None or (self.qty > ZERO) == buy:  # opens or adds
             old_cost = self.avg_entry * Fraction(held) if self.avg_entry is not None else 0
-            self.avg_entry = (old_cost + Fraction(cost)) / Fraction(EXACT.add(held, qty))
+            avg = (old_cost + Fraction(cost)) / Fraction(EXACT.add(held, qty))
+            if avg.denominator > _AVG_DENOMINATOR_LIMIT:
+                avg = round(avg, AVG_PLACES_KEPT)
+                self.avg_rounded = True
+            self.avg_entry = avg
         elif not new_qty:  # closes exactly
             self.avg_entry = None
+            self.avg_rounded = False
         elif (new_qty > ZERO) != (self.qty > ZERO):  # through zero: the rest opens here
             self.avg_entry = Fraction(price)
+            self.avg_rounded = False
         # else it reduces the position, at the average, which stays
         self.qty = new_qty
 
@@ -89,45 +121,39 @@ class Position:
     def view(self, quote: Quote | None) -> dict[str, str | None]:
         """The position as GET /account shows it."""
         unrealized = self.unrealized_pnl(quote)
+        rounded = self.avg_rounded
         return {
             "symbol": self.symbol,
             "qty": show(self.qty),
-            "avg_entry_price": None if self.avg_entry is None else show(self.avg_entry),
-            "realized_pnl": show(self.realized_pnl),
-            "unrealized_pnl": None if unrealized is None else show(unrealized),
+            "avg_entry_price": (
+                None if self.avg_entry is None else show(self.avg_entry, rounded=rounded)
+            ),
+            "realized_pnl": show(self.realized_pnl, rounded=rounded),
+            "unrealized_pnl": None if unrealized is None else show(unrealized, rounded=rounded),
             "fees": show(self.fees),
         }
 
-    def to_row(self) -> dict[str, str | None]:
-        """The exact state as text, for a store (`avg_entry` as "numerator/denominator")."""
-        return {
-            "qty": str(self.qty),
-            "avg_entry": None if self.avg_entry is None else str(self.avg_entry),
-            "cash": str(self.cash),
-            "fees": str(self.fees),
-        }
-
-    @classmethod
-    def from_row(cls, symbol: str, row: dict[str, str | None]) -> Position:
-        def decimal(name: str) -> Decimal:
-            text = row[name]
-            if text is None:
-                raise ValueError(f"position {symbol}: {name} is missing")
-            return Decimal(text)
-
-        avg = row["avg_entry"]
-        return cls(
-            symbol, decimal("qty"), None if avg is None else Fraction(avg), decimal("cash"),
-            decimal("fees"),
+    def to_row(self) -> PositionRow:
+        return PositionRow(
+            str(self.qty), None if self.avg_entry is None else str(self.avg_entry),
+            self.avg_rounded, str(self.cash), str(self.fees),
         )  # fmt: skip
 
+    @classmethod
+    def from_row(cls, symbol: str, row: PositionRow) -> Position:
+        avg = None if row.avg_entry is None else Fraction(row.avg_entry)
+        return cls(
+            symbol, Decimal(row.qty), avg, row.avg_rounded, Decimal(row.cash), Decimal(row.fees)
+        )
 
-def show(value: Decimal | Fraction) -> str:
-    """Exact plain notation when the value terminates, else rounded half-even to 18 places."""
+
+def show(value: Decimal | Fraction, *, rounded: bool = False) -> str:
+    """Exact plain notation when the value terminates, else (or when it stands for one that
+    may not: `rounded`) rounded half-even to 18 places."""
     if isinstance(value, Decimal):
         return fmt(EXACT.add(value, ZERO))  # + 0: "-0" shows as "0"
     places = _places_to_terminate(value.denominator)
-    if places is None:
+    if places is None or rounded:
         value = round(value, SHOWN_PLACES)  # a Fraction, rounded half-even: it terminates
         places = _places_to_terminate(value.denominator)
         assert places is not None
