@@ -21,7 +21,12 @@ from app.adapters.inprocess import InProcessBus
 from app.core.domain import OrderStatus, Side
 from app.core.events import EventKind, OrderEvent
 from app.core.order import Order
-from app.push.client import DIRECT_BUFFER_LIMIT, OVERFLOW_CLOSE_CODE, PushClient
+from app.push.client import (
+    DIRECT_BUFFER_LIMIT,
+    MAX_UNFLUSHED,
+    OVERFLOW_CLOSE_CODE,
+    PushClient,
+)
 from app.push.frames import Frame
 from app.push.hub import PushHub
 
@@ -223,3 +228,20 @@ async def test_frames_pushed_before_a_close_go_out_before_it() -> None:
     hub.dispatch(fill_event(2))  # after the close: never written
     await a_round()
     assert seqs(texts(b"".join(transport.writes))) == [1]
+
+
+async def test_a_long_round_goes_through_the_queue_once_the_socket_is_full() -> None:
+    hub = new_hub()
+    transport, socket = FakeTransport(), FakeSocket()
+    client = watching(hub, transport, socket)
+    for seq in range(1, MAX_UNFLUSHED + 1):
+        hub.dispatch(fill_event(seq))  # one round, as many frames as are held at most
+    assert seqs(texts(b"".join(transport.writes))) == list(range(1, MAX_UNFLUSHED + 1))
+    transport.buffered = DIRECT_BUFFER_LIMIT + 1  # that write did not all fit in the socket
+    for seq in range(MAX_UNFLUSHED + 1, MAX_UNFLUSHED + 11):
+        hub.dispatch(fill_event(seq))  # the same round goes on: queued, and bounded there
+    await a_round()
+    client.close(1000, "done")
+    await client.finish()
+    assert len(transport.writes) == 1
+    assert seqs(socket.sent) == list(range(MAX_UNFLUSHED + 1, MAX_UNFLUSHED + 11))

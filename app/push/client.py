@@ -29,6 +29,9 @@ CLOSE_TIMEOUT_S = 2.0
 # Bytes the transport may already hold (the kernel's buffer being full) and a frame still be
 # written straight to it; past this the client is behind and its frames wait in the queue.
 DIRECT_BUFFER_LIMIT = 64 * 1024
+# Frames one round may hold for a client before they are written (a quote that fills many
+# orders at once): so what goes straight to a transport is bounded, as the queue is.
+MAX_UNFLUSHED = 64
 
 
 @dataclass(slots=True)
@@ -99,6 +102,8 @@ class PushClient:
         unflushed = self._unflushed
         if unflushed:
             unflushed.append(frame.wire)
+            if len(unflushed) >= MAX_UNFLUSHED:
+                self.flush()  # a long round: written now, and the next push looks again
             return False
         if self._frames or not self._keeps_up():
             self.send(frame.text)
