@@ -137,6 +137,10 @@ def test_assets_are_guessed_from_the_symbol_when_exchange_info_is_not_there() ->
     assert guess_assets("USDT") is None and guess_assets("ABCXYZ") is None
 
 
+def test_a_fee_is_paid_in_the_asset_the_order_receives() -> None:
+    assert BTCUSDT.fee_asset(Side.BUY) == "BTC" and BTCUSDT.fee_asset(Side.SELL) == "USDT"
+
+
 def test_paper_balances_parse_into_exact_amounts_by_upper_case_asset() -> None:
     assert parse_paper_balances("USDT:10000,BTC:0.5") == {"USDT": D(10000), "BTC": D("0.5")}
     assert parse_paper_balances(" usdt : 1 , Btc:0 ") == {"USDT": D(1), "BTC": D(0)}

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.core.domain import Side
+
 
 @dataclass(frozen=True, slots=True)
 class SymbolAssets:
     base: str  # what order_size counts
     quote: str  # what price is counted in
+
+    def fee_asset(self, side: Side) -> str:
+        """The asset a fill's fee is paid in: the one the order receives."""
+        return self.base if side is Side.BUY else self.quote
 
 
 # Quote assets Binance lists, longest first so that "FDUSD" wins over "USD"-like tails.
