@@ -12,18 +12,22 @@ from decimal import Decimal
 from typing import Any
 
 from app.core.decimals import fmt
-from app.core.domain import OrderStatus, Side
+from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.order import Fill, Order
 
 ORDER_COLUMNS = (
     "order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status, "
-    "filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us"
+    "filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us, "
+    "type, time_in_force, fees, fee_asset"
 )
+ORDER_WIDTH = len(ORDER_COLUMNS.split(","))
+# The columns an order's fills write (INSERT INTO fills (...)), in Fill's order.
+FILL_COLUMNS = "order_id, seq, update_id, price, qty, ts_us, fee, fee_asset"
 # An order and its fills in one statement: one statement reads one committed state, so a
 # commit landing between "the order" and "its fills" cannot tear them apart.
 ORDER_WITH_FILLS = (
     f"SELECT {', '.join('o.' + c.strip() for c in ORDER_COLUMNS.split(','))}, "
-    "f.seq, f.update_id, f.price, f.qty, f.ts_us "
+    "f.seq, f.update_id, f.price, f.qty, f.ts_us, f.fee, f.fee_asset "
     "FROM orders o LEFT JOIN fills f ON f.order_id = o.order_id WHERE {where} ORDER BY f.seq"
 )
 MAX_CURSOR = 2**63 - 1  # the largest seq either engine can hold
@@ -32,21 +36,34 @@ MAX_CURSOR = 2**63 - 1  # the largest seq either engine can hold
 def order_row(order: Order) -> tuple[Any, ...]:
     return (
         order.order_id, order.owner, order.client_order_id, order.symbol, order.side.value,
-        fmt(order.order_size), fmt(order.price), order.timeout_s, order.status.value,
-        fmt(order.filled_qty), fmt(order.notional), order.fill_count, order.reason,
-        order.created_at_us, order.updated_at_us, order.expires_at_us,
+        fmt(order.order_size), None if order.price is None else fmt(order.price),
+        order.timeout_s, order.status.value, fmt(order.filled_qty), fmt(order.notional),
+        order.fill_count, order.reason, order.created_at_us, order.updated_at_us,
+        order.expires_at_us, order.type.value, order.time_in_force.value, fmt(order.fees),
+        order.fee_asset,
+    )  # fmt: skip
+
+
+def fill_row(order_id: str, fill: Fill) -> tuple[Any, ...]:
+    """A fill as FILL_COLUMNS."""
+    return (
+        order_id, fill.seq, fill.update_id, fmt(fill.price), fmt(fill.qty), fill.ts_us,
+        fmt(fill.fee), fill.fee_asset,
     )  # fmt: skip
 
 
 def order_from_row(row: Sequence[Any], start: int = 0) -> Order:
-    """The order in `row[start:start + 16]`, in ORDER_COLUMNS' order."""
-    r = row[start : start + 16]
+    """The order in `row[start:start + ORDER_WIDTH]`, in ORDER_COLUMNS' order."""
+    r = row[start : start + ORDER_WIDTH]
     return Order(
         order_id=r[0], owner=r[1], client_order_id=r[2], symbol=r[3],
-        side=Side(r[4]), order_size=Decimal(r[5]), price=Decimal(r[6]),
+        side=Side(r[4]), order_size=Decimal(r[5]),
+        price=None if r[6] is None else Decimal(r[6]),
         timeout_s=r[7], status=OrderStatus(r[8]), filled_qty=Decimal(r[9]),
         notional=Decimal(r[10]), fill_count=r[11], reason=r[12],
         created_at_us=r[13], updated_at_us=r[14], expires_at_us=r[15],
+        type=OrderType(r[16]), time_in_force=TimeInForce(r[17]), fees=Decimal(r[18]),
+        fee_asset=r[19],
     )  # fmt: skip
 
 
@@ -55,11 +72,13 @@ def order_with_fills(rows: Sequence[Sequence[Any]]) -> Order | None:
     if not rows:
         return None
     order = order_from_row(rows[0])
+    f = ORDER_WIDTH
     order.fills = [
-        Fill(row[16], row[17], Decimal(row[18]), Decimal(row[19]), row[20])
+        Fill(row[f], row[f + 1], Decimal(row[f + 2]), Decimal(row[f + 3]), row[f + 4],
+             Decimal(row[f + 5]), row[f + 6])
         for row in rows
-        if row[16] is not None
-    ]
+        if row[f] is not None
+    ]  # fmt: skip
     return order
 
 

@@ -7,6 +7,8 @@ from decimal import Decimal
 from app.core.decimals import EXACT
 from app.core.domain import Side
 
+DEFAULT_FEE_RATE = Decimal("0.001")  # FEE_RATE's default (CONTRACT.md)
+
 
 def fee_for(side: Side, price: Decimal, qty: Decimal, rate: Decimal) -> Decimal:
     """`qty × rate` in the base asset for a buy, `qty × price × rate` in the quote asset

@@ -185,7 +185,9 @@ class SymbolMatcher:
         self._orders: dict[str, RestingOrder] = {}
         # IOC/FOK orders added with no quote known: they meet the next applied update.
         self._awaiting: dict[str, RestingOrder] = {}
-        self._ended: list[str] = []  # IOC/FOK orders that left unfilled, for drain_ended
+        # IOC/FOK orders that left with something unfilled, until drain_ended (a list the
+        # caller may test for emptiness without a call, on every update).
+        self.ended: list[str] = []
         self._sides = {Side.BUY: _OrderSide(Side.BUY), Side.SELL: _OrderSide(Side.SELL)}
         # Buy orders take asks, sell orders take bids.
         self._ledgers = {Side.BUY: _Ledger(is_ask=True), Side.SELL: _Ledger(is_ask=False)}
@@ -234,7 +236,7 @@ class SymbolMatcher:
     def drain_ended(self) -> list[str]:
         """The IOC/FOK orders that met their quote and left the engine with something
         unfilled since the last call, in the order they ended (the caller expires them)."""
-        ended, self._ended = self._ended, []
+        ended, self.ended = self.ended, []
         return ended
 
     def add(self, order: RestingOrder, *, now: float) -> list[Execution]:
@@ -281,7 +283,7 @@ class SymbolMatcher:
             if order.tif is not FOK or _fills_whole(order, levels, offers, 0):
                 self._fill_one(order, levels, offers, 0, quote.update_id, ledger, executions)
         if order.remaining:
-            self._ended.append(order.order_id)
+            self.ended.append(order.order_id)
         return executions
 
     def remove(self, order_id: str) -> RestingOrder | None:
@@ -304,7 +306,7 @@ class SymbolMatcher:
                 self._match_side(orders.side, levels, offers, update, ledger, executions)
         if self._awaiting:  # this was their quote: what is left of them ends
             for order in list(self._awaiting.values()):
-                self._ended.append(order.order_id)
+                self.ended.append(order.order_id)
                 self._drop(order)
         return executions
 
