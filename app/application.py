@@ -253,6 +253,7 @@ async def _execution_ctx(app: web.Application) -> AsyncIterator[None]:
         idle_worker_s=settings.unsubscribe_delay_s,
         partitions=settings.partitions if beside_others else None,
         owner_id=app[OWNER_ID],
+        fee_rate=settings.fee_rate,
     )
     quotes = app[QUOTES]
     quotes.on_update.insert(0, executor.on_update)  # matching before the book channel

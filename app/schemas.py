@@ -5,12 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from app.clock import rfc3339
 from app.core import rules
 from app.core.decimals import avg_price, fmt
-from app.core.domain import OrderStatus, Side
+from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.order import Fill, Order
 
 _UPPER_BOUND = Decimal("1e20")
@@ -87,6 +87,17 @@ def _timeout(value: object) -> object:
     return value
 
 
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+ClientOrderId = Annotated[str | None, Field(min_length=1, max_length=64)]
+
+
 class LimitOrderRequest(BaseModel):
     """Body of POST /order/limit."""
 
@@ -95,16 +106,47 @@ class LimitOrderRequest(BaseModel):
     symbol: Symbol
     order_size: PositiveDecimal
     price: PositiveDecimal
-    side: Side = Side.SELL
+    side: Annotated[Side, BeforeValidator(_lower)] = Side.SELL
     timeout_s: Annotated[float | None, BeforeValidator(_timeout)] = Field(
         None, gt=0, le=86400, allow_inf_nan=False
     )
-    client_order_id: str | None = Field(None, min_length=1, max_length=64)
+    time_in_force: Annotated[TimeInForce, BeforeValidator(_upper)] = Field(
+        TimeInForce.GTT,
+        description="GTT rests until timeout_s; IOC takes what the current quote offers and "
+        "the rest expires; FOK fills entirely from the current quote or expires unfilled",
+    )
+    client_order_id: ClientOrderId = None
 
-    @field_validator("side", mode="before")
-    @classmethod
-    def _side(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
+    @property
+    def type(self) -> OrderType:
+        return OrderType.LIMIT
+
+
+class MarketOrderRequest(BaseModel):
+    """Body of POST /order/market: an IOC with no price limit."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    symbol: Symbol
+    side: Annotated[Side, BeforeValidator(_lower)]
+    order_size: PositiveDecimal
+    client_order_id: ClientOrderId = None
+
+    @property
+    def type(self) -> OrderType:
+        return OrderType.MARKET
+
+    @property
+    def price(self) -> None:
+        return None
+
+    @property
+    def timeout_s(self) -> None:
+        return None  # ORDER_TIMEOUT_SECONDS: how long it may wait for a first quote
+
+    @property
+    def time_in_force(self) -> TimeInForce:
+        return TimeInForce.IOC
 
 
 class FillView(BaseModel):
@@ -114,6 +156,8 @@ class FillView(BaseModel):
     update_id: int
     price: str
     qty: str
+    fee: str
+    fee_asset: str
     ts: str
 
 
@@ -124,8 +168,10 @@ class OrderView(BaseModel):
     client_order_id: str | None
     symbol: str
     side: Side
+    type: OrderType
+    time_in_force: TimeInForce
     order_size: str
-    price: str
+    price: str | None  # null for a market order
     status: OrderStatus
     filled_qty: str
     remaining_qty: str
@@ -134,6 +180,8 @@ class OrderView(BaseModel):
     updated_at: str
     expires_at: str
     reason: str | None
+    fees: str  # the sum of the fills' fees, in fee_asset
+    fee_asset: str
     fills: list[FillView] | None = None
 
 
@@ -149,6 +197,8 @@ def fill_json(fill: Fill) -> dict[str, object]:
         "update_id": fill.update_id,
         "price": fmt(fill.price),
         "qty": fmt(fill.qty),
+        "fee": fmt(fill.fee),
+        "fee_asset": fill.fee_asset,
         "ts": rfc3339(fill.ts_us),
     }
 
@@ -161,8 +211,10 @@ def order_json(order: Order, *, with_fills: bool) -> dict[str, object]:
         "client_order_id": order.client_order_id,
         "symbol": order.symbol,
         "side": order.side.value,
+        "type": order.type.value,
+        "time_in_force": order.time_in_force.value,
         "order_size": fmt(order.order_size),
-        "price": fmt(order.price),
+        "price": None if order.price is None else fmt(order.price),
         "status": order.status.value,
         "filled_qty": fmt(order.filled_qty),
         "remaining_qty": fmt(order.remaining_qty),
@@ -171,6 +223,8 @@ def order_json(order: Order, *, with_fills: bool) -> dict[str, object]:
         "updated_at": rfc3339(order.updated_at_us),
         "expires_at": rfc3339(order.expires_at_us),
         "reason": order.reason,
+        "fees": fmt(order.fees),
+        "fee_asset": order.fee_asset,
     }
     if with_fills:
         body["fills"] = [fill_json(fill) for fill in order.fills]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -10,6 +11,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.domain import StreamKind
+from app.core.fees import DEFAULT_FEE_RATE
 
 
 def _default_static_dir() -> Path:
@@ -46,6 +48,8 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(10.0, gt=0, le=13)  # a dead executor's partitions move after it
     # OpenTelemetry (app/tracing.py): otlp sends to OTEL_EXPORTER_OTLP_ENDPOINT.
     tracing: Literal["off", "console", "otlp"] = "off"
+    # Paper account (CONTRACT.md): the fee of a fill, as a fraction of its value.
+    fee_rate: Decimal = Field(DEFAULT_FEE_RATE, ge=0, lt=1, allow_inf_nan=False, decimal_places=18)
 
     # Internal tuning, not part of the contract.
     log_level: Literal["debug", "info", "warning", "error"] = "info"

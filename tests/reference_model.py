@@ -12,10 +12,16 @@ Slow on purpose, so that it reads as the rules and nothing else:
 4. price priority, then time priority (order of `add` calls); best level first;
 5. an order added while a quote is known is matched against what is left of that quote;
 6. exact decimal arithmetic;
-7. only updates received before expires_at may fill an order.
+7. only updates received before expires_at may fill an order;
+8. time in force: an IOC or FOK order meets one quote, the one known when it is added or
+   else the first update applied after it (taking its turn by priority there); an IOC
+   takes what it can, a FOK takes its whole size or nothing (after the orders ahead of
+   it), and then it leaves, ended if anything is left. A market order is an IOC whose limit
+   accepts every level (buy: +Infinity, sell: 0).
 
-API: `add(...)`, `apply(update)`, `remove(order_id)`, `forget_quote()`; executions come
-back as `(order_id, update_id, price, qty)` tuples, `apply` returns None for a stale update.
+API: `add(...)`, `apply(update)`, `remove(order_id)`, `forget_quote()`, `drain_ended()`;
+executions come back as `(order_id, update_id, price, qty)` tuples, `apply` returns None for
+a stale update; `drain_ended()` lists the IOC/FOK orders that ended unfilled since.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class RefOrder:
     remaining: Decimal
     expires_at: float
     arrival: int  # time priority: the n-th add call
+    tif: str = "GTT"
 
 
 class ReferenceModel:
@@ -49,6 +56,7 @@ class ReferenceModel:
         self.taken: dict[str, dict[Decimal, Decimal]] = {"asks": {}, "bids": {}}
         self.last_update_id: int | None = None
         self.quote: BookUpdate | None = None
+        self.ended: list[str] = []
         self._arrivals = 0
 
     # -- events ----------------------------------------------------------------------
@@ -61,26 +69,34 @@ class ReferenceModel:
         size: Decimal | str,
         expires_at: float,
         now: float,
+        tif: str = "GTT",
     ) -> list[Fill]:
         side = str(side)
         assert side in ("buy", "sell"), side
+        assert tif in ("GTT", "IOC", "FOK"), tif
         assert order_id not in self.orders, order_id
         self._arrivals += 1
-        order = RefOrder(order_id, side, Decimal(limit), Decimal(size), expires_at, self._arrivals)
+        order = RefOrder(
+            order_id, side, Decimal(limit), Decimal(size), expires_at, self._arrivals, tif
+        )
         assert order.remaining > 0
         self.orders[order_id] = order
         quote = self.quote
         if quote is None:
-            return []
-        if not (now < expires_at and quote.received_at < expires_at):
-            return []  # rule 7: expired already, or the quote came too late for it
-        with localcontext(_EXACT):
-            book_side = _book_side(side)
-            levels = _levels(quote, book_side)
-            # The quote was reconciled when applied; reconciling again is a no-op that
-            # yields what its levels still offer after everything already taken from them.
-            offers = self._reconcile(book_side, levels, quote.full_depth)
-            return self._fill(order, levels, offers, book_side, quote.update_id)
+            return []  # an IOC/FOK waits for the next quote
+        fills: list[Fill] = []
+        if now < expires_at and quote.received_at < expires_at:  # rule 7
+            with localcontext(_EXACT):
+                book_side = _book_side(side)
+                levels = _levels(quote, book_side)
+                # The quote was reconciled when applied; reconciling again is a no-op that
+                # yields what its levels still offer after everything already taken from them.
+                offers = self._reconcile(book_side, levels, quote.full_depth)
+                if tif != "FOK" or self._available(order, levels, offers) >= order.remaining:
+                    fills = self._fill(order, levels, offers, book_side, quote.update_id)
+        if tif != "GTT":
+            self._end(order)  # it met its quote
+        return fills
 
     def apply(self, update: BookUpdate) -> list[Fill] | None:
         if self.last_update_id is not None and update.update_id <= self.last_update_id:
@@ -94,9 +110,25 @@ class ReferenceModel:
                 levels = _levels(update, book_side)
                 offers = self._reconcile(book_side, levels, update.full_depth)
                 for order in self._by_priority(side):
-                    if update.received_at < order.expires_at:
-                        fills += self._fill(order, levels, offers, book_side, update.update_id)
+                    if update.received_at >= order.expires_at:
+                        continue
+                    available = self._available(order, levels, offers)
+                    if order.tif == "FOK" and available < order.remaining:
+                        continue  # all or nothing, after the orders ahead of it
+                    fills += self._fill(order, levels, offers, book_side, update.update_id)
+        for order in list(self.orders.values()):
+            if order.tif != "GTT":
+                self._end(order)  # every IOC/FOK still here was waiting for this quote
         return fills
+
+    def drain_ended(self) -> list[str]:
+        ended, self.ended = self.ended, []
+        return ended
+
+    def _end(self, order: RefOrder) -> None:
+        if order.order_id in self.orders:
+            del self.orders[order.order_id]
+            self.ended.append(order.order_id)
 
     def remove(self, order_id: str) -> None:
         self.orders.pop(order_id, None)
@@ -133,6 +165,15 @@ class ReferenceModel:
             ledger[price] = kept
             offers.append(shown_qty - kept)
         return offers
+
+    @staticmethod
+    def _available(order: RefOrder, levels: Levels, offers: list[Decimal]) -> Decimal:
+        """Everything the levels still offer at prices acceptable to the order."""
+        total = _ZERO
+        for index, (price, _) in enumerate(levels):
+            if price <= order.limit if order.side == "buy" else price >= order.limit:
+                total += offers[index]
+        return total
 
     def _by_priority(self, side: str) -> list[RefOrder]:
         mine = [order for order in self.orders.values() if order.side == side]

@@ -15,7 +15,7 @@ from app.adapters.codec import (
     encode_event,
 )
 from app.core.commands import AddOrder, CancelOrder
-from app.core.domain import OrderStatus, Side
+from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.events import EventKind, order_event
 from app.core.order import Order
 
@@ -94,3 +94,30 @@ def test_a_malformed_trace_context_is_a_decode_error(trace: bytes) -> None:
         decode_command(with_trace(encode_command(AddOrder(_order()))))
     with pytest.raises(DecodeError):
         decode_event(with_trace(encode_event(order_event(EventKind.ACCEPTED, _order()))))
+
+
+def test_market_orders_time_in_force_and_fees_round_trip() -> None:
+    order = _order()
+    order.price, order.type, order.time_in_force = None, OrderType.MARKET, TimeInForce.IOC
+    order.fee_asset = "BTC"
+    fill = order.record_fill(78, Decimal("61850.5"), Decimal("0.5"), 9, Decimal("0.0005"))
+    event = order_event(EventKind.FILL, order, fill)
+    back = decode_event(encode_event(event))
+    assert back == event
+    assert back.order.price is None and back.order.fees == Decimal("0.0005")
+    assert back.fill is not None and (back.fill.fee, back.fill.fee_asset) == (D5, "BTC")
+    fok = _order()
+    fok.time_in_force = TimeInForce.FOK
+    assert decode_command(encode_command(AddOrder(fok))) == AddOrder(fok)
+
+
+def test_an_event_written_before_the_paper_account_decodes_as_a_limit_gtt_order() -> None:
+    body = orjson.loads(encode_event(order_event(EventKind.ACCEPTED, _order())))
+    for name in ("type", "time_in_force", "fees", "fee_asset"):
+        del body["order"][name]
+    back = decode_event(orjson.dumps(body))
+    assert (back.order.type, back.order.time_in_force) == (OrderType.LIMIT, TimeInForce.GTT)
+    assert back.order.fees == 0 and back.order.fee_asset == ""
+
+
+D5 = Decimal("0.0005")

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 
 from app.core.decimals import fmt
-from app.core.domain import BookUpdate, Execution, Side
-from app.core.matching import RestingOrder, SymbolMatcher
+from app.core.domain import BookUpdate, Execution, Side, TimeInForce
+from app.core.matching import RestingOrder, SymbolMatcher, engine_limit
 
 D = Decimal
 NEVER = 1e18  # an expiry that never comes
@@ -633,3 +633,128 @@ def test_a_queue_at_one_limit_is_walked_only_as_far_as_liquidity_goes(
     assert len(m) == resting - 3
     result, touched = _touches(m, ticker(2, FAR_BID, ("100", "3.5")))  # repeated: nothing new
     assert fills(result) == [] and touched == set()
+
+
+# -- time in force: IOC, FOK and market orders meet one quote ------------------------
+
+
+def tif_order(
+    order_id: str, side: str, limit: str | None, size: str, tif: str, expires_at: float = NEVER
+) -> RestingOrder:
+    """An IOC/FOK order; `limit` None is a market order."""
+    price = engine_limit(Side(side), None if limit is None else D(limit))
+    return RestingOrder(order_id, Side(side), price, D(size), expires_at, TimeInForce(tif))
+
+
+def test_an_ioc_takes_the_known_quote_and_the_rest_ends_at_once() -> None:
+    m = SymbolMatcher("X")
+    m.apply(ticker(1, FAR_BID, ("10", "2")))
+    assert fills(m.add(tif_order("ioc", "buy", "10", "5", "IOC"), now=0)) == [("ioc", "10", "2")]
+    assert m.drain_ended() == ["ioc"] and m.drain_ended() == []
+    assert "ioc" not in m and len(m) == 0
+    assert fills(m.apply(ticker(2, FAR_BID, ("10", "9")))) == []  # never on a later quote
+
+
+def test_an_ioc_filled_by_its_quote_ends_filled_not_expired() -> None:
+    m = SymbolMatcher("X")
+    m.apply(ticker(1, ("10", "3"), FAR_ASK))
+    assert fills(m.add(tif_order("ioc", "sell", "10", "3", "IOC"), now=0)) == [("ioc", "10", "3")]
+    assert m.drain_ended() == [] and len(m) == 0
+
+
+def test_an_ioc_with_no_quote_known_waits_for_the_first_one_then_ends() -> None:
+    m = SymbolMatcher("X")
+    m.apply(ticker(1, FAR_BID, ("12", "1")))
+    m.forget_quote()  # e.g. a reconnect: no current quote
+    assert m.add(tif_order("ioc", "buy", "10", "5", "IOC"), now=0) == []
+    assert m.drain_ended() == [] and "ioc" in m  # waiting
+    assert m.apply(ticker(1, FAR_BID, ("10", "1"))) is None  # stale: not its quote
+    assert m.drain_ended() == [] and "ioc" in m
+    assert fills(m.apply(ticker(2, FAR_BID, ("10", "1")))) == [("ioc", "10", "1")]
+    assert m.drain_ended() == ["ioc"] and "ioc" not in m
+
+
+def test_a_waiting_ioc_ends_even_when_its_quote_offers_nothing() -> None:
+    m = SymbolMatcher("X")
+    m.add(tif_order("ioc", "buy", "10", "5", "IOC"), now=0)
+    assert fills(m.apply(ticker(1, FAR_BID, ("11", "4")))) == []
+    assert m.drain_ended() == ["ioc"] and len(m) == 0
+
+
+def test_a_waiting_ioc_takes_its_turn_by_price_then_time() -> None:
+    m = SymbolMatcher("X")
+    m.add(order("gtt", "buy", "10", "2"), now=0)
+    m.add(tif_order("ioc", "buy", "11", "2", "IOC"), now=0)  # better limit: first
+    m.add(order("late", "buy", "11", "2"), now=0)  # same limit, later: after it
+    assert fills(m.apply(ticker(1, FAR_BID, ("10", "3")))) == [
+        ("ioc", "10", "2"), ("late", "10", "1"),
+    ]  # fmt: skip
+    assert m.drain_ended() == [] and "gtt" in m and "late" in m
+
+
+def test_a_fok_that_the_known_quote_cannot_fill_ends_with_no_fill() -> None:
+    m = SymbolMatcher("X")
+    m.apply(depth(1, [], [("10", "1"), ("11", "1"), ("12", "5")]))
+    assert m.add(tif_order("fok", "buy", "11", "3", "FOK"), now=0) == []  # 2 within 11
+    assert m.drain_ended() == ["fok"] and len(m) == 0
+    assert ledger(m, "asks") == []  # it took nothing
+    # The same size at a limit that reaches far enough fills entirely, across levels.
+    assert fills(m.add(tif_order("fok2", "buy", "12", "3", "FOK"), now=0)) == [
+        ("fok2", "10", "1"), ("fok2", "11", "1"), ("fok2", "12", "1"),
+    ]  # fmt: skip
+    assert m.drain_ended() == []
+
+
+def test_a_fok_counts_only_what_the_orders_ahead_of_it_leave() -> None:
+    m = SymbolMatcher("X")
+    m.add(order("ahead", "sell", "9", "2"), now=0)
+    m.add(tif_order("fok", "sell", "10", "2", "FOK"), now=0)
+    m.add(order("behind", "sell", "10", "5"), now=0)
+    # 3 shown at 10: "ahead" takes 2, the 1 left cannot fill the FOK, so "behind" gets it.
+    assert fills(m.apply(ticker(1, ("10", "3"), FAR_ASK))) == [
+        ("ahead", "10", "2"), ("behind", "10", "1"),
+    ]  # fmt: skip
+    assert m.drain_ended() == ["fok"] and "fok" not in m and "behind" in m
+
+
+def test_a_waiting_fok_that_its_quote_can_fill_fills_entirely() -> None:
+    m = SymbolMatcher("X")
+    m.add(tif_order("fok", "sell", "10", "2", "FOK"), now=0)
+    m.add(order("behind", "sell", "10", "5"), now=0)
+    assert fills(m.apply(ticker(1, ("10", "3"), FAR_ASK))) == [
+        ("fok", "10", "2"), ("behind", "10", "1"),
+    ]  # fmt: skip
+    assert m.drain_ended() == []
+
+
+def test_a_market_buy_takes_every_ask_level_and_a_market_sell_every_bid() -> None:
+    m = SymbolMatcher("X")
+    m.apply(depth(1, [("9", "1"), ("1", "1")], [("10", "1"), ("99999", "1")]))
+    buy = tif_order("mb", "buy", None, "5", "IOC")
+    assert fills(m.add(buy, now=0)) == [("mb", "10", "1"), ("mb", "99999", "1")]
+    sell = tif_order("ms", "sell", None, "2", "IOC")
+    assert fills(m.add(sell, now=0)) == [("ms", "9", "1"), ("ms", "1", "1")]
+    assert m.drain_ended() == ["mb"] and len(m) == 0
+
+
+def test_a_waiting_market_order_comes_before_every_limit() -> None:
+    m = SymbolMatcher("X")
+    m.add(order("limit", "buy", "1000", "1"), now=0)
+    m.add(tif_order("market", "buy", None, "1", "IOC"), now=0)
+    assert fills(m.apply(ticker(1, FAR_BID, ("10", "1")))) == [("market", "10", "1")]
+    assert m.drain_ended() == [] and "limit" in m
+
+
+def test_an_ioc_accepted_after_its_expiry_takes_nothing_and_ends() -> None:
+    m = SymbolMatcher("X")
+    m.apply(ticker(1, FAR_BID, ("10", "5"), at=5.0))
+    assert m.add(tif_order("ioc", "buy", "10", "1", "IOC", expires_at=5.0), now=1.0) == []
+    assert m.drain_ended() == ["ioc"] and len(m) == 0
+
+
+def test_a_removed_waiting_order_does_not_end_at_the_next_quote() -> None:
+    m = SymbolMatcher("X")
+    m.add(tif_order("ioc", "buy", "10", "1", "IOC"), now=0)
+    assert m.remove("ioc") is not None
+    m.apply(ticker(1, FAR_BID, ("10", "5")))
+    assert m.drain_ended() == []

@@ -9,7 +9,9 @@ step the engine's executions must equal the model's exactly, and:
 - from the moment an update is applied until the next one (its own fills plus those of
   orders accepted against it), no more is taken from a shown level S than
   S - min(taken, S), taken being the ledger entry before the update;
-- only updates received before expires_at fill; the engine's ledgers equal the model's.
+- only updates received before expires_at fill; the engine's ledgers equal the model's;
+- an IOC/FOK order (market orders included) meets exactly one quote and then leaves:
+  a FOK fills wholly or not at all, and the engine ends the same orders as the model.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from decimal import Context, Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.core.domain import BookUpdate, Side
-from app.core.matching import RestingOrder, SymbolMatcher
+from app.core.domain import BookUpdate, Side, TimeInForce
+from app.core.matching import RestingOrder, SymbolMatcher, engine_limit
 from tests.reference_model import ReferenceModel
 
 _EXACT = Context(prec=100)
@@ -48,9 +50,11 @@ BIG_QTY = st.one_of(
 BIG_SIZE = BIG_QTY.filter(bool)
 
 TIMES = [0.0, 5.0, 10.0]
+# GTT most of the time; "market" is an IOC without a limit.
+TIME_IN_FORCE = ["GTT", "GTT", "GTT", "IOC", "FOK", "market"]
 EXPIRIES = [5.0, 10.0, NEVER, NEVER]
 
-Step = tuple  # ("add", id, side, limit, size, expires_at, now) | ("update", BookUpdate)
+Step = tuple  # ("add", id, side, limit, size, expires_at, now, tif) | ("update", BookUpdate)
 #               | ("remove", id) | ("forget",)
 
 
@@ -78,10 +82,14 @@ def scripts(draw: st.DrawFn, mode: str, big: bool = False) -> list[Step]:
         kind = draw(st.sampled_from(kinds))
         if kind == "add":
             orders += 1
+            side = draw(st.sampled_from(["buy", "sell"]))
+            tif = draw(st.sampled_from(TIME_IN_FORCE))
+            limit = draw(st.sampled_from(prices))
+            if tif == "market":
+                tif, limit = "IOC", engine_limit(Side(side), None)
             steps.append((
-                "add", f"o{orders}", draw(st.sampled_from(["buy", "sell"])),
-                draw(st.sampled_from(prices)), draw(size),
-                draw(st.sampled_from(EXPIRIES)), draw(st.sampled_from(TIMES)),
+                "add", f"o{orders}", side, limit, draw(size),
+                draw(st.sampled_from(EXPIRIES)), draw(st.sampled_from(TIMES)), tif,
             ))  # fmt: skip
         elif kind == "update" or (kind == "repeat" and last is not None):
             update_id += draw(st.sampled_from([-1, 0, 1, 1, 1, 2]))  # some stale ones
@@ -118,20 +126,26 @@ def run_both(script: list[Step]) -> None:
     placed: dict[str, tuple[str, Decimal, Decimal, float]] = {}  # side, limit, size, expiry
     filled: dict[str, Decimal] = defaultdict(Decimal)
     removed: set[str] = set()
+    ended: set[str] = set()
+    met_a_quote: set[str] = set()  # IOC/FOK orders that have met their quote
+    tifs: dict[str, str] = {}
     highest_id: int | None = None
     quote: BookUpdate | None = None
     budget: dict[tuple[str, Decimal], Decimal] = {}  # what the quote may still give
 
     for step in script:
         if step[0] == "add":
-            _, order_id, side, limit, size, expires_at, now = step
+            _, order_id, side, limit, size, expires_at, now, tif = step
             placed[order_id] = (side, limit, size, expires_at)
-            resting = RestingOrder(order_id, Side(side), limit, size, expires_at)
+            tifs[order_id] = tif
+            resting = RestingOrder(order_id, Side(side), limit, size, expires_at, TimeInForce(tif))
             got = engine.add(resting, now=now)
-            want = model.add(order_id, side, limit, size, expires_at, now=now)
+            want = model.add(order_id, side, limit, size, expires_at, now=now, tif=tif)
             if got:
                 assert quote is not None, "filled on acceptance with no quote known"
                 assert now < expires_at and quote.received_at < expires_at
+            if tif != "GTT" and quote is not None:
+                met_a_quote.add(order_id)
         elif step[0] == "update":
             update = step[1]
             stale = highest_id is not None and update.update_id <= highest_id
@@ -148,6 +162,8 @@ def run_both(script: list[Step]) -> None:
                         budget[(book, price)] = _EXACT.subtract(shown, taken)
                 for e in got:
                     assert update.received_at < placed[e.order_id][3], "filled after expiry"
+                    assert e.order_id not in met_a_quote, "an IOC/FOK filled on a second quote"
+                met_a_quote.update(i for i, t in tifs.items() if t != "GTT" and i in placed)
         elif step[0] == "remove":
             engine.remove(step[1])
             model.remove(step[1])
@@ -176,6 +192,20 @@ def run_both(script: list[Step]) -> None:
             filled[order_id] = _EXACT.add(filled[order_id], qty)
             assert filled[order_id] <= size, "over-filled"
 
+        # The same IOC/FOK orders ended, in the same order; none rests any more, and a FOK
+        # that ended took nothing.
+        ended_now = engine.drain_ended()
+        assert ended_now == model.drain_ended()
+        for order_id in ended_now:
+            assert tifs[order_id] != "GTT" and order_id not in ended
+            assert engine.get(order_id) is None
+            if tifs[order_id] == "FOK":
+                assert not filled[order_id], "a FOK ended partly filled"
+            ended.add(order_id)
+        for order_id, tif in tifs.items():
+            if tif == "FOK":
+                assert filled[order_id] in (0, placed[order_id][2]), "a FOK filled in part"
+
         # The engine's state equals the model's.
         assert engine.ledger("asks") == model.ledger("asks")
         assert engine.ledger("bids") == model.ledger("bids")
@@ -183,7 +213,7 @@ def run_both(script: list[Step]) -> None:
         for order_id, (_, _, size, _) in placed.items():
             resting = engine.get(order_id)
             if resting is None:
-                assert order_id in removed or filled[order_id] == size
+                assert order_id in removed or order_id in ended or filled[order_id] == size
             else:
                 assert resting.remaining == _EXACT.subtract(size, filled[order_id]) > 0
                 assert model.orders[order_id].remaining == resting.remaining

@@ -15,7 +15,7 @@ import orjson
 
 from app.core.commands import AddOrder, CancelOrder, OrderCommand
 from app.core.decimals import fmt
-from app.core.domain import OrderStatus, Side
+from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.events import EventKind, OrderEvent
 from app.core.order import Fill, Order
 
@@ -29,38 +29,48 @@ def _order_fields(order: Order) -> dict[str, Any]:
         "order_id": order.order_id, "owner": order.owner,
         "client_order_id": order.client_order_id, "symbol": order.symbol,
         "side": order.side.value, "order_size": fmt(order.order_size),
-        "price": fmt(order.price), "timeout_s": order.timeout_s,
+        "price": None if order.price is None else fmt(order.price),
+        "timeout_s": order.timeout_s,
         "status": order.status.value, "filled_qty": fmt(order.filled_qty),
         "notional": fmt(order.notional), "fill_count": order.fill_count,
         "reason": order.reason, "created_at_us": order.created_at_us,
         "updated_at_us": order.updated_at_us, "expires_at_us": order.expires_at_us,
+        "type": order.type.value, "time_in_force": order.time_in_force.value,
+        "fees": fmt(order.fees), "fee_asset": order.fee_asset,
     }  # fmt: skip
 
 
 def _order(fields: dict[str, Any]) -> Order:
+    # The paper-account fields are read with their defaults: a message written before
+    # they existed (a rolling upgrade) decodes as the limit GTT order it was.
+    price = fields["price"]
     return Order(
         order_id=fields["order_id"], owner=fields["owner"],
         client_order_id=fields["client_order_id"], symbol=fields["symbol"],
         side=Side(fields["side"]), order_size=Decimal(fields["order_size"]),
-        price=Decimal(fields["price"]), timeout_s=fields["timeout_s"],
+        price=None if price is None else Decimal(price), timeout_s=fields["timeout_s"],
         status=OrderStatus(fields["status"]), filled_qty=Decimal(fields["filled_qty"]),
         notional=Decimal(fields["notional"]), fill_count=fields["fill_count"],
         reason=fields["reason"], created_at_us=fields["created_at_us"],
         updated_at_us=fields["updated_at_us"], expires_at_us=fields["expires_at_us"],
+        type=OrderType(fields.get("type", "limit")),
+        time_in_force=TimeInForce(fields.get("time_in_force", "GTT")),
+        fees=Decimal(fields.get("fees", "0")), fee_asset=str(fields.get("fee_asset", "")),
     )  # fmt: skip
 
 
 def _fill_fields(fill: Fill) -> dict[str, Any]:
     return {
         "seq": fill.seq, "update_id": fill.update_id, "price": fmt(fill.price),
-        "qty": fmt(fill.qty), "ts_us": fill.ts_us,
+        "qty": fmt(fill.qty), "ts_us": fill.ts_us, "fee": fmt(fill.fee),
+        "fee_asset": fill.fee_asset,
     }  # fmt: skip
 
 
 def _fill(fields: dict[str, Any]) -> Fill:
     return Fill(
         fields["seq"], fields["update_id"], Decimal(fields["price"]), Decimal(fields["qty"]),
-        fields["ts_us"],
+        fields["ts_us"], Decimal(fields.get("fee", "0")), str(fields.get("fee_asset", "")),
     )  # fmt: skip
 
 

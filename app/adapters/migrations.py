@@ -11,6 +11,50 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from app.core.symbols import QUOTE_ASSETS
+
+
+def _fee_asset_of_existing_orders() -> str:
+    """SQL (both dialects) for an order row's fee asset, as `app.core.symbols.fee_asset`
+    gives it: the base asset for a buy, the quote asset for a sell."""
+    cases = [
+        f"WHEN symbol LIKE '%{quote}' AND length(symbol) > {len(quote)} THEN "
+        f"CASE WHEN side = 'buy' THEN substr(symbol, 1, length(symbol) - {len(quote)}) "
+        f"ELSE '{quote}' END"
+        for quote in QUOTE_ASSETS
+    ]
+    cases.append(
+        "WHEN length(symbol) > 3 THEN CASE WHEN side = 'buy' "
+        "THEN substr(symbol, 1, length(symbol) - 3) ELSE substr(symbol, length(symbol) - 2) END"
+    )
+    return "CASE " + " ".join(cases) + " ELSE CASE WHEN side = 'buy' THEN symbol ELSE '' END END"
+
+
+_ORDER_TYPE_CHECKS = """
+        type            TEXT    NOT NULL DEFAULT 'limit' CHECK (type IN ('limit', 'market')),
+        time_in_force   TEXT    NOT NULL DEFAULT 'GTT' CHECK (time_in_force IN ('GTT', 'IOC',
+                                    'FOK')),
+        fees            TEXT    NOT NULL DEFAULT '0',
+        fee_asset       TEXT    NOT NULL DEFAULT '',
+        CHECK ((type = 'market') = (price IS NULL)),
+        CHECK (type = 'limit' OR time_in_force = 'IOC')"""
+
+_ORDER_INDEXES = """
+    CREATE UNIQUE INDEX orders_by_client_order_id
+        ON orders (owner, client_order_id) WHERE client_order_id IS NOT NULL;
+    CREATE INDEX orders_by_owner ON orders (owner, seq);
+    CREATE INDEX orders_by_owner_status ON orders (owner, status, seq);
+    CREATE INDEX orders_by_owner_symbol ON orders (owner, symbol, seq);
+    CREATE INDEX orders_open ON orders (seq) WHERE status IN ('open', 'partially_filled');
+    CREATE INDEX orders_open_by_symbol ON orders (symbol, seq)
+        WHERE status IN ('open', 'partially_filled');"""
+
+_V2_ORDER_COLUMNS = (
+    "seq, order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, "
+    "status, filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, "
+    "expires_at_us"
+)
+
 # -- SQLite --------------------------------------------------------------------------------
 
 SQLITE_MIGRATIONS: tuple[str, ...] = (
@@ -69,6 +113,41 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX orders_open_by_symbol ON orders (symbol, seq)
         WHERE status IN ('open', 'partially_filled');
     """,
+    # 3: the paper account's orders: market orders (no price), time in force, fees. SQLite
+    # cannot drop NOT NULL from `price`, so `orders` is rebuilt (the documented way: a new
+    # table, the rows copied, the old one dropped, the new one renamed; foreign keys are off
+    # while migrating). Existing orders are limit GTT orders with no fee.
+    f"""
+    CREATE TABLE orders_v3 (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        order_id        TEXT    NOT NULL UNIQUE,
+        owner           TEXT    NOT NULL,
+        client_order_id TEXT,
+        symbol          TEXT    NOT NULL,
+        side            TEXT    NOT NULL CHECK (side IN ('buy', 'sell')),
+        order_size      TEXT    NOT NULL,
+        price           TEXT,
+        timeout_s       REAL    NOT NULL,
+        status          TEXT    NOT NULL CHECK (status IN ('open', 'partially_filled',
+                                    'filled', 'expired', 'cancelled', 'rejected')),
+        filled_qty      TEXT    NOT NULL,
+        notional        TEXT    NOT NULL,
+        fill_count      INTEGER NOT NULL,
+        reason          TEXT,
+        created_at_us   INTEGER NOT NULL,
+        updated_at_us   INTEGER NOT NULL,
+        expires_at_us   INTEGER NOT NULL,{_ORDER_TYPE_CHECKS}
+    );
+    INSERT INTO orders_v3 ({_V2_ORDER_COLUMNS}, fee_asset)
+        SELECT {_V2_ORDER_COLUMNS}, {_fee_asset_of_existing_orders()} FROM orders;
+    DROP TABLE orders;
+    ALTER TABLE orders_v3 RENAME TO orders;
+    {_ORDER_INDEXES}
+    ALTER TABLE fills ADD COLUMN fee TEXT NOT NULL DEFAULT '0';
+    ALTER TABLE fills ADD COLUMN fee_asset TEXT NOT NULL DEFAULT '';
+    UPDATE fills SET fee_asset = (
+        SELECT o.fee_asset FROM orders o WHERE o.order_id = fills.order_id);
+    """,
 )
 
 
@@ -84,9 +163,26 @@ def migrate(db: sqlite3.Connection) -> int:
             f"database schema version {version} is newer than this service "
             f"({len(MIGRATIONS)}); refusing to touch it"
         )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        # executescript commits first; the whole migration then runs in one transaction.
-        db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    if version == len(MIGRATIONS):
+        return version
+    # A migration may rebuild a table that others reference: foreign keys are off while
+    # migrating (they cannot change inside a transaction) and checked before each commit.
+    enforced = db.execute("PRAGMA foreign_keys").fetchone()[0]
+    db.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # executescript commits first; the migration then runs in one transaction.
+            db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};")
+            if db.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                db.execute("ROLLBACK")
+                raise RuntimeError(f"migration {number} broke a foreign key; rolled back")
+            db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    finally:
+        db.execute(f"PRAGMA foreign_keys = {'ON' if enforced else 'OFF'}")
     return len(MIGRATIONS)
 
 
@@ -159,6 +255,23 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         epoch      BIGINT      NOT NULL,
         expires_at TIMESTAMPTZ NOT NULL
     );
+    """,
+    # 3: the paper account's orders, as SQLite's 3: market orders (no price), time in
+    # force, fees. Existing orders are limit GTT orders with no fee.
+    f"""
+    ALTER TABLE orders ALTER COLUMN price DROP NOT NULL;
+    ALTER TABLE orders
+        ADD COLUMN type TEXT NOT NULL DEFAULT 'limit' CHECK (type IN ('limit', 'market')),
+        ADD COLUMN time_in_force TEXT NOT NULL DEFAULT 'GTT'
+            CHECK (time_in_force IN ('GTT', 'IOC', 'FOK')),
+        ADD COLUMN fees TEXT NOT NULL DEFAULT '0',
+        ADD COLUMN fee_asset TEXT NOT NULL DEFAULT '',
+        ADD CHECK ((type = 'market') = (price IS NULL)),
+        ADD CHECK (type = 'limit' OR time_in_force = 'IOC');
+    UPDATE orders SET fee_asset = {_fee_asset_of_existing_orders()};
+    ALTER TABLE fills ADD COLUMN fee TEXT NOT NULL DEFAULT '0',
+        ADD COLUMN fee_asset TEXT NOT NULL DEFAULT '';
+    UPDATE fills f SET fee_asset = o.fee_asset FROM orders o WHERE o.order_id = f.order_id;
     """,
 )
 

@@ -43,8 +43,11 @@ import structlog
 from app.adapters.codec import DecodeError, decode_event, encode_event
 from app.adapters.migrations import POSTGRES_RELAY_LOCK, migrate_postgres
 from app.adapters.sql_rows import (
+    FILL_COLUMNS,
     ORDER_COLUMNS,
+    ORDER_WIDTH,
     ORDER_WITH_FILLS,
+    fill_row,
     list_query,
     order_from_row,
     order_row,
@@ -83,22 +86,21 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.TransactionRollbackError,
 )
 
-_INSERT_ORDER = (
-    f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({', '.join(f'${n}' for n in range(1, 17))})"
-)
+_PLACEHOLDERS = ", ".join(f"${n}" for n in range(1, ORDER_WIDTH + 1))
+_INSERT_ORDER = f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({_PLACEHOLDERS})"
 _UPDATE_ORDERS = (
     "UPDATE orders AS o SET status = u.status, filled_qty = u.filled_qty, "
     "notional = u.notional, fill_count = u.fill_count, reason = u.reason, "
-    "updated_at_us = u.updated_at_us "
+    "updated_at_us = u.updated_at_us, fees = u.fees "
     "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], "
-    "$7::bigint[]) AS u(order_id, status, filled_qty, notional, fill_count, reason, "
-    "updated_at_us) "
+    "$7::bigint[], $8::text[]) AS u(order_id, status, filled_qty, notional, fill_count, "
+    "reason, updated_at_us, fees) "
     "WHERE o.order_id = u.order_id AND o.status IN ('open', 'partially_filled')"
 )
 _INSERT_FILLS = (
-    "INSERT INTO fills (order_id, seq, update_id, price, qty, ts_us) "
+    f"INSERT INTO fills ({FILL_COLUMNS}) "
     "SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], "
-    "$6::bigint[])"
+    "$6::bigint[], $7::text[], $8::text[])"
 )
 _WRITE_MARKET_STATE = (
     "WITH cleared AS (DELETE FROM ledger WHERE symbol = $1) "
@@ -240,15 +242,12 @@ class PostgresStore:
         latest = {change.order.order_id: change.order for change in changes}
         updates = [
             (order.order_id, order.status.value, fmt(order.filled_qty), fmt(order.notional),
-             order.fill_count, order.reason, order.updated_at_us)
+             order.fill_count, order.reason, order.updated_at_us, fmt(order.fees))
             for _, order in sorted(latest.items())
         ]  # fmt: skip
         fills = [
-            (change.order.order_id, fill.seq, fill.update_id, fmt(fill.price), fmt(fill.qty),
-             fill.ts_us)
-            for change in changes
-            for fill in change.new_fills
-        ]  # fmt: skip
+            fill_row(change.order.order_id, fill) for change in changes for fill in change.new_fills
+        ]
         async with self._connection() as conn, conn.transaction():
             if fence is not None:
                 lease = await conn.fetchrow(_CHECK_FENCE, fence.partition)
@@ -258,13 +257,13 @@ class PostgresStore:
                         f"under epoch {fence.epoch}"
                     )
             if updates:
-                status = await conn.execute(_UPDATE_ORDERS, *_columns(updates, 7))
+                status = await conn.execute(_UPDATE_ORDERS, *_columns(updates, 8))
                 if int(status.rsplit(" ", 1)[-1]) != len(updates):
                     # A final order never changes again; refuse the whole write instead.
                     raise StoreConflict("an order in this change is unknown or already final")
             if fills:
                 try:
-                    await conn.execute(_INSERT_FILLS, *_columns(fills, 6))
+                    await conn.execute(_INSERT_FILLS, *_columns(fills, 8))
                 except (asyncpg.UniqueViolationError, asyncpg.ForeignKeyViolationError) as exc:
                     raise StoreConflict(
                         f"a fill is already stored or its order is unknown: {exc}"

@@ -12,22 +12,28 @@ from decimal import Decimal
 from typing import Any
 
 from app.core.decimals import fmt
-from app.core.domain import OrderStatus, Side
+from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.order import MAX_SHARED, Fill, Order
 
 _SIDES = {side.value: side for side in Side}
 _STATUSES = {status.value: status for status in OrderStatus}
+_TYPES = {kind.value: kind for kind in OrderType}
+_TIMES_IN_FORCE = {tif.value: tif for tif in TimeInForce}
 _parsed: dict[str, Decimal] = {}
 
 ORDER_COLUMNS = (
     "order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status, "
-    "filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us"
+    "filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us, "
+    "type, time_in_force, fees, fee_asset"
 )
+ORDER_WIDTH = len(ORDER_COLUMNS.split(","))
+# The columns an order's fills write (INSERT INTO fills (...)), in Fill's order.
+FILL_COLUMNS = "order_id, seq, update_id, price, qty, ts_us, fee, fee_asset"
 # An order and its fills in one statement: one statement reads one committed state, so a
 # commit landing between "the order" and "its fills" cannot tear them apart.
 ORDER_WITH_FILLS = (
     f"SELECT {', '.join('o.' + c.strip() for c in ORDER_COLUMNS.split(','))}, "
-    "f.seq, f.update_id, f.price, f.qty, f.ts_us "
+    "f.seq, f.update_id, f.price, f.qty, f.ts_us, f.fee, f.fee_asset "
     "FROM orders o LEFT JOIN fills f ON f.order_id = o.order_id WHERE {where} ORDER BY f.seq"
 )
 MAX_CURSOR = 2**63 - 1  # the largest seq either engine can hold
@@ -36,24 +42,36 @@ MAX_CURSOR = 2**63 - 1  # the largest seq either engine can hold
 def order_row(order: Order) -> tuple[Any, ...]:
     return (
         order.order_id, order.owner, order.client_order_id, order.symbol, order.side.value,
-        fmt(order.order_size), fmt(order.price), order.timeout_s, order.status.value,
-        fmt(order.filled_qty), fmt(order.notional), order.fill_count, order.reason,
-        order.created_at_us, order.updated_at_us, order.expires_at_us,
+        fmt(order.order_size), None if order.price is None else fmt(order.price),
+        order.timeout_s, order.status.value, fmt(order.filled_qty), fmt(order.notional),
+        order.fill_count, order.reason, order.created_at_us, order.updated_at_us,
+        order.expires_at_us, order.type.value, order.time_in_force.value, fmt(order.fees),
+        order.fee_asset,
+    )  # fmt: skip
+
+
+def fill_row(order_id: str, fill: Fill) -> tuple[Any, ...]:
+    """A fill as FILL_COLUMNS."""
+    return (
+        order_id, fill.seq, fill.update_id, fmt(fill.price), fmt(fill.qty), fill.ts_us,
+        fmt(fill.fee), fill.fee_asset,
     )  # fmt: skip
 
 
 def order_from_row(row: Sequence[Any], start: int = 0) -> Order:
-    """The order in `row[start:start + 16]`, in ORDER_COLUMNS' order.
+    """The order in `row[start:start + ORDER_WIDTH]`, in ORDER_COLUMNS' order.
 
     Positional, with the enums looked up in a dict: start-up recovery reads every open
     order this way (`Side(...)` alone costs more than a dict lookup several times over)."""
     (order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status,
-     filled_qty, notional, fill_count, reason, created_at_us, updated_at_us,
-     expires_at_us) = row[start : start + 16]  # fmt: skip
+     filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us,
+     kind, time_in_force, fees, fee_asset) = row[start : start + ORDER_WIDTH]  # fmt: skip
     return Order(
         order_id, owner, client_order_id, symbol, _SIDES[side], _decimal(order_size),
-        _decimal(price), timeout_s, _STATUSES[status], created_at_us, updated_at_us,
-        expires_at_us, _decimal(filled_qty), _decimal(notional), fill_count, reason,
+        None if price is None else _decimal(price), timeout_s, _STATUSES[status],
+        created_at_us, updated_at_us, expires_at_us, _decimal(filled_qty), _decimal(notional),
+        fill_count, reason, type=_TYPES[kind], time_in_force=_TIMES_IN_FORCE[time_in_force],
+        fees=_decimal(fees), fee_asset=fee_asset,
     )  # fmt: skip
 
 
@@ -74,11 +92,13 @@ def order_with_fills(rows: Sequence[Sequence[Any]]) -> Order | None:
     if not rows:
         return None
     order = order_from_row(rows[0])
+    f = ORDER_WIDTH
     order.fills = [
-        Fill(row[16], row[17], Decimal(row[18]), Decimal(row[19]), row[20])
+        Fill(row[f], row[f + 1], Decimal(row[f + 2]), Decimal(row[f + 3]), row[f + 4],
+             Decimal(row[f + 5]), row[f + 6])
         for row in rows
-        if row[16] is not None
-    ]
+        if row[f] is not None
+    ]  # fmt: skip
     return order
 
 

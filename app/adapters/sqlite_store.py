@@ -25,8 +25,11 @@ import structlog
 
 from app.adapters.migrations import migrate
 from app.adapters.sql_rows import (
+    FILL_COLUMNS,
     ORDER_COLUMNS,
+    ORDER_WIDTH,
     ORDER_WITH_FILLS,
+    fill_row,
     list_query,
     order_from_row,
     order_row,
@@ -49,7 +52,8 @@ from app.ports import (
 
 log = structlog.get_logger(__name__)
 
-_INSERT_ORDER = f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_INSERT_ORDER = f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({', '.join('?' * ORDER_WIDTH)})"
+_INSERT_FILLS = f"INSERT INTO fills ({FILL_COLUMNS}) VALUES ({', '.join('?' * 8)})"
 _OPEN = (OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value)
 
 WriteFn = Callable[[sqlite3.Connection], None]  # runs on the writer thread
@@ -245,33 +249,26 @@ class SqliteStore:
         # One process owns every symbol (no fence to check), and its bus publishes after
         # the commit (no outbox): `events` and `fence` are for stores shared by processes.
         fills = [
-            (change.order.order_id, fill.seq, fill.update_id, fmt(fill.price), fmt(fill.qty),
-             fill.ts_us)
-            for change in changes
-            for fill in change.new_fills
-        ]  # fmt: skip
+            fill_row(change.order.order_id, fill) for change in changes for fill in change.new_fills
+        ]
         updates = [
             (change.order.status.value, fmt(change.order.filled_qty), fmt(change.order.notional),
              change.order.fill_count, change.order.reason, change.order.updated_at_us,
-             change.order.order_id)
+             fmt(change.order.fees), change.order.order_id)
             for change in changes
         ]  # fmt: skip
 
         def run(db: sqlite3.Connection) -> None:
             if fills:
                 try:
-                    db.executemany(
-                        "INSERT INTO fills (order_id, seq, update_id, price, qty, ts_us) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        fills,
-                    )
+                    db.executemany(_INSERT_FILLS, fills)
                 except sqlite3.IntegrityError as exc:
                     raise StoreConflict(
                         f"a fill is already stored or its order is unknown: {exc}"
                     ) from exc
             cursor = db.executemany(
                 "UPDATE orders SET status = ?, filled_qty = ?, notional = ?, fill_count = ?, "
-                "reason = ?, updated_at_us = ? "
+                "reason = ?, updated_at_us = ?, fees = ? "
                 "WHERE order_id = ? AND status IN ('open', 'partially_filled')",
                 updates,
             )

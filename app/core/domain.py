@@ -25,6 +25,19 @@ class OrderStatus(enum.StrEnum):
         return self not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
+class OrderType(enum.StrEnum):
+    LIMIT = "limit"
+    MARKET = "market"  # an IOC with no price limit: `price` is None
+
+
+class TimeInForce(enum.StrEnum):
+    """How long an order may wait for liquidity (CONTRACT.md, "Paper account")."""
+
+    GTT = "GTT"  # good till time: rests until expires_at
+    IOC = "IOC"  # takes what the current quote offers, then the rest expires
+    FOK = "FOK"  # fills entirely from the current quote, or expires with no fill
+
+
 class StreamKind(enum.StrEnum):
     """The upstream market stream, as the MARKET_STREAM setting names it."""
 

@@ -6,6 +6,15 @@ every decision comes back as a list of `Execution`s. The caller persists and pub
 Per update the engine touches only the orders that can fill: resting orders are kept
 in price buckets sorted by limit (best first), each bucket in acceptance order, and the
 walk stops at the first bucket whose limit the best available level does not meet.
+
+Time in force: a GTT order rests until it fills or is removed. An IOC or FOK order meets
+exactly one quote, "the current quote": the one known when it is added (rule 5) or, if
+none is, the first update applied after (where it takes its turn in price-time priority
+like any other order). An IOC takes what that quote offers; a FOK takes its whole size
+from it or nothing at all. Either way it then leaves the engine, and `drain_ended()`
+names the orders that left with something unfilled (the caller expires them). A market
+order is an IOC whose limit is unbounded (buy: +Infinity, sell: 0); the limit is only
+ever compared, never computed with.
 """
 
 from __future__ import annotations
@@ -16,22 +25,39 @@ from decimal import Decimal
 from sortedcontainers import SortedDict
 
 from app.core.decimals import EXACT, ZERO
-from app.core.domain import BookUpdate, Execution, Level, MarketState, Side
+from app.core.domain import BookUpdate, Execution, Level, MarketState, Side, TimeInForce
+
+GTT = TimeInForce.GTT
+FOK = TimeInForce.FOK
+_NO_LIMIT = {Side.BUY: Decimal("Infinity"), Side.SELL: ZERO}
+
+
+def engine_limit(side: Side, price: Decimal | None) -> Decimal:
+    """The limit the engine matches with: the order's price, or for a market order (no
+    price) one that accepts every level."""
+    return _NO_LIMIT[side] if price is None else price
 
 
 class RestingOrder:
     """The engine's view of an open order; `remaining` shrinks as it fills."""
 
-    __slots__ = ("expires_at", "limit", "order_id", "remaining", "side")
+    __slots__ = ("expires_at", "limit", "order_id", "remaining", "side", "tif")
 
     def __init__(
-        self, order_id: str, side: Side, limit: Decimal, remaining: Decimal, expires_at: float
+        self,
+        order_id: str,
+        side: Side,
+        limit: Decimal,
+        remaining: Decimal,
+        expires_at: float,
+        tif: TimeInForce = GTT,
     ) -> None:
         self.order_id = order_id
         self.side = side
         self.limit = limit
         self.remaining = remaining
         self.expires_at = expires_at
+        self.tif = tif
 
     def __repr__(self) -> str:
         return f"RestingOrder({self.order_id!r}, {self.side}, {self.limit}, {self.remaining})"
@@ -135,6 +161,20 @@ def _acceptable(side: Side, level_price: Decimal, limit: Decimal) -> bool:
     return level_price <= limit if side is Side.BUY else level_price >= limit
 
 
+def _fills_whole(
+    order: RestingOrder, levels: tuple[Level, ...], offers: list[Decimal], level: int
+) -> bool:
+    """Whether what `levels[level:]` still offer within the order's limit covers all of it."""
+    needed = order.remaining
+    for index in range(level, len(levels)):
+        if not _acceptable(order.side, levels[index][0], order.limit):
+            break
+        needed = EXACT.subtract(needed, offers[index])
+        if needed <= 0:
+            return True
+    return False
+
+
 class SymbolMatcher:
     """Matches one symbol's resting orders against its upstream quotes."""
 
@@ -143,6 +183,11 @@ class SymbolMatcher:
         self.last_update_id: int | None = None
         self._quote: BookUpdate | None = None
         self._orders: dict[str, RestingOrder] = {}
+        # IOC/FOK orders added with no quote known: they meet the next applied update.
+        self._awaiting: dict[str, RestingOrder] = {}
+        # IOC/FOK orders that left with something unfilled, until drain_ended (a list the
+        # caller may test for emptiness without a call, on every update).
+        self.ended: list[str] = []
         self._sides = {Side.BUY: _OrderSide(Side.BUY), Side.SELL: _OrderSide(Side.SELL)}
         # Buy orders take asks, sell orders take bids.
         self._ledgers = {Side.BUY: _Ledger(is_ask=True), Side.SELL: _Ledger(is_ask=False)}
@@ -188,15 +233,31 @@ class SymbolMatcher:
         """The upstream connection changed: its last quote no longer counts (rule 5)."""
         self._quote = None
 
+    def drain_ended(self) -> list[str]:
+        """The IOC/FOK orders that met their quote and left the engine with something
+        unfilled since the last call, in the order they ended (the caller expires them)."""
+        ended, self.ended = self.ended, []
+        return ended
+
     def add(self, order: RestingOrder, *, now: float) -> list[Execution]:
-        """Rest `order`; if a quote is known, match it against that quote at once."""
+        """Rest `order`; if a quote is known, match it against that quote at once.
+
+        An IOC/FOK order with a quote known meets that quote and never rests; with none,
+        it rests until the next applied update and leaves after it."""
         if order.order_id in self._orders:
             raise ValueError(f"order {order.order_id} is already resting")
         if order.remaining <= 0:
             raise ValueError(f"order {order.order_id} has nothing left to fill")
+        quote = self._quote
+        if order.tif is not GTT:
+            if quote is None:
+                self._orders[order.order_id] = order
+                self._sides[order.side].add(order)
+                self._awaiting[order.order_id] = order
+                return []
+            return self._meet_at_once(order, quote, now)
         self._orders[order.order_id] = order
         self._sides[order.side].add(order)
-        quote = self._quote
         # Rule 7: not if it has expired, nor if the quote arrived at or after its expiry
         # (`now` is a wall clock and may lag the quote's receive time).
         if quote is None or order.expires_at <= max(now, quote.received_at):
@@ -209,6 +270,20 @@ class SymbolMatcher:
         self._fill_one(order, levels, offers, 0, quote.update_id, ledger, executions)
         if not order.remaining:
             self._drop(order)
+        return executions
+
+    def _meet_at_once(self, order: RestingOrder, quote: BookUpdate, now: float) -> list[Execution]:
+        """An IOC/FOK order added while `quote` is known: what it takes from it, if it is
+        in time (rule 7); anything left ends it."""
+        executions: list[Execution] = []
+        if order.expires_at > max(now, quote.received_at):
+            levels = quote.asks if order.side is Side.BUY else quote.bids
+            ledger = self._ledgers[order.side]
+            offers = ledger.reconcile(levels, quote.full_depth)
+            if order.tif is not FOK or _fills_whole(order, levels, offers, 0):
+                self._fill_one(order, levels, offers, 0, quote.update_id, ledger, executions)
+        if order.remaining:
+            self.ended.append(order.order_id)
         return executions
 
     def remove(self, order_id: str) -> RestingOrder | None:
@@ -229,6 +304,10 @@ class SymbolMatcher:
             # The common case, nothing can fill, costs one look at the best limit.
             if offers and orders.can_take(levels[0][0]):
                 self._match_side(orders.side, levels, offers, update, ledger, executions)
+        if self._awaiting:  # this was their quote: what is left of them ends
+            for order in list(self._awaiting.values()):
+                self.ended.append(order.order_id)
+                self._drop(order)
         return executions
 
     def _match_side(
@@ -243,6 +322,7 @@ class SymbolMatcher:
         level = 0
         exhausted = False
         done: list[RestingOrder] = []
+        fok_waiting = bool(self._awaiting)  # only then can an order here be a FOK
         for limit, bucket in self._sides[side].buckets_best_first():
             while level < len(levels) and not offers[level]:
                 level += 1
@@ -251,6 +331,12 @@ class SymbolMatcher:
             for order in bucket.values():
                 if order.expires_at <= update.received_at:
                     continue  # only updates received before expires_at may fill (rule 7)
+                if (
+                    fok_waiting
+                    and order.tif is FOK
+                    and not _fills_whole(order, levels, offers, level)
+                ):
+                    continue  # all or nothing: it takes nothing, and leaves after this update
                 level = self._fill_one(
                     order, levels, offers, level, update.update_id, ledger, executions
                 )
@@ -294,3 +380,5 @@ class SymbolMatcher:
     def _drop(self, order: RestingOrder) -> None:
         del self._orders[order.order_id]
         self._sides[order.side].remove(order)
+        if order.tif is not GTT:
+            self._awaiting.pop(order.order_id, None)

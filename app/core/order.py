@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import NoReturn, SupportsIndex
 
 from app.core.decimals import EXACT, ZERO
-from app.core.domain import OrderStatus, Side
+from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 
 # Values that many resting orders hold alike (a price level, a usual size or timeout) are
 # kept once: each Decimal is ~100 bytes. Bounded: past this many, start afresh.
@@ -69,6 +69,8 @@ class Fill:
     price: Decimal
     qty: Decimal
     ts_us: int
+    fee: Decimal = ZERO  # in fee_asset: qty x rate (buy) or qty x price x rate (sell)
+    fee_asset: str = ""
 
 
 @dataclass(slots=True)
@@ -79,7 +81,7 @@ class Order:
     symbol: str
     side: Side
     order_size: Decimal
-    price: Decimal
+    price: Decimal | None  # None: a market order (no limit)
     timeout_s: float
     status: OrderStatus
     created_at_us: int
@@ -90,6 +92,10 @@ class Order:
     fill_count: int = 0
     reason: str | None = None
     fills: list[Fill] = field(default_factory=_no_fills)  # loaded only where needed
+    type: OrderType = OrderType.LIMIT
+    time_in_force: TimeInForce = TimeInForce.GTT
+    fees: Decimal = ZERO  # the sum of the fills' fees, in fee_asset
+    fee_asset: str = ""  # set at intake: the base asset for a buy, the quote for a sell
 
     def snapshot(self) -> Order:
         """A copy of the order as it is now, without its fills (for an event).
@@ -100,14 +106,16 @@ class Order:
             self.order_id, self.owner, self.client_order_id, self.symbol, self.side,
             self.order_size, self.price, self.timeout_s, self.status, self.created_at_us,
             self.updated_at_us, self.expires_at_us, self.filled_qty, self.notional,
-            self.fill_count, self.reason, NO_FILLS,
+            self.fill_count, self.reason, NO_FILLS, self.type, self.time_in_force, self.fees,
+            self.fee_asset,
         )  # fmt: skip
 
     def share_common_values(self) -> None:
         """Hold the values many resting orders have alike as one object each (price,
         size, timeout, symbol, owner): done as an order starts resting."""
         self.order_size = shared_decimal(self.order_size)
-        self.price = shared_decimal(self.price)
+        if self.price is not None:
+            self.price = shared_decimal(self.price)
         self.timeout_s = shared_float(self.timeout_s)
         self.symbol = sys.intern(self.symbol)
         self.owner = sys.intern(self.owner)
@@ -118,9 +126,14 @@ class Order:
             return self.order_size  # the same object: nothing new to hold while resting
         return EXACT.subtract(self.order_size, self.filled_qty)
 
-    def record_fill(self, update_id: int, price: Decimal, qty: Decimal, ts_us: int) -> Fill:
-        """Account one execution; the caller persists the returned fill with the order."""
+    def record_fill(
+        self, update_id: int, price: Decimal, qty: Decimal, ts_us: int, fee: Decimal = ZERO
+    ) -> Fill:
+        """Account one execution and its fee; the caller persists the returned fill with
+        the order."""
         self.fill_count += 1
+        if fee:
+            self.fees = EXACT.add(self.fees, fee)
         self.filled_qty = EXACT.add(self.filled_qty, qty)
         self.notional = EXACT.add(self.notional, EXACT.multiply(price, qty))
         self.updated_at_us = ts_us
@@ -131,7 +144,7 @@ class Order:
         )
         if self.filled_qty > self.order_size:
             raise AssertionError(f"order {self.order_id} over-filled")
-        return Fill(self.fill_count, update_id, price, qty, ts_us)
+        return Fill(self.fill_count, update_id, price, qty, ts_us, fee, self.fee_asset)
 
     def finish(self, status: OrderStatus, reason: str | None, ts_us: int) -> None:
         self.status = status

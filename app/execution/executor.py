@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from decimal import Decimal
 
 import structlog
 
@@ -21,6 +22,7 @@ from app.clock import now_us
 from app.core.commands import AddOrder, CancelOrder, OrderCommand
 from app.core.domain import BookUpdate, OrderStatus
 from app.core.events import EventKind, order_event
+from app.core.fees import DEFAULT_FEE_RATE
 from app.core.order import Order
 from app.core.partitions import partition_of
 from app.execution.interest import MarketInterest
@@ -43,7 +45,9 @@ class Executor:
         idle_worker_s: float | None = None,
         partitions: int | None = None,
         owner_id: str = "executor",
+        fee_rate: Decimal = DEFAULT_FEE_RATE,
     ) -> None:
+        self._fee_rate = fee_rate
         self._store = store
         self._bus = bus
         self._market = market
@@ -215,6 +219,7 @@ class Executor:
             worker = self._workers[symbol] = SymbolWorker(
                 symbol, self._store, self._bus, self._market, hooks=self,
                 idle_after_s=self._idle_worker_s, fence=self._fence_of(symbol),
+                fee_rate=self._fee_rate,
             )  # fmt: skip
             task = self._tasks.spawn(worker.run(), name=f"worker:{symbol}")
             self._tasks_by_symbol[symbol] = task

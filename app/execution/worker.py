@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -19,9 +20,11 @@ import structlog
 from app import tracing
 from app.backoff import Backoff, retry
 from app.clock import now_us, rfc3339
-from app.core.domain import BookUpdate, Execution, MarketState, OrderStatus
+from app.core.decimals import ZERO
+from app.core.domain import BookUpdate, Execution, MarketState, OrderStatus, OrderType, TimeInForce
 from app.core.events import EventKind, OrderEvent, order_event
-from app.core.matching import RestingOrder, SymbolMatcher
+from app.core.fees import DEFAULT_FEE_RATE, fee_for
+from app.core.matching import RestingOrder, SymbolMatcher, engine_limit
 from app.core.order import Fill, Order
 from app.execution.expiry import ExpiryTimer
 from app.ports import EventBus, Fence, OrderChange, OrderStore, StoreFenced, StoreUnavailable
@@ -38,6 +41,15 @@ RETRY_MAX_S = 2.0
 # Only these can succeed on a retry; anything else means our view is wrong (a bug, or a
 # value the engine cannot take) and the worker rebuilds itself from the store instead.
 _TRANSIENT = (StoreUnavailable, OSError)
+
+
+def time_in_force_reason(order: Order) -> str:
+    """Why an IOC/FOK order (a market order is an IOC) ended after meeting its quote."""
+    if order.time_in_force is TimeInForce.FOK:
+        return "expired: FOK: the quote could not fill the whole order"
+    if order.type is OrderType.MARKET:
+        return "expired: market order (IOC): the quote did not fill the rest of the order"
+    return "expired: IOC: the quote did not fill the rest of the order"
 
 
 def _retry_backoff() -> Backoff:
@@ -135,8 +147,10 @@ class SymbolWorker:
         hooks: WorkerHooks | None = None,
         idle_after_s: float | None = None,
         fence: Fence | None = None,
+        fee_rate: Decimal = DEFAULT_FEE_RATE,
     ) -> None:
         self.symbol = symbol
+        self.fee_rate = fee_rate
         self.matcher = SymbolMatcher(symbol)
         self.orders: dict[str, Order] = {}
         # The trace context each traced order arrived with (tracing on), while it is open.
@@ -261,6 +275,8 @@ class SymbolWorker:
                         self.updates_applied += 1
                         if executions:
                             self._record(executions, int(command.received_at * 1e6), batch)
+                        if self.matcher.ended:
+                            self._end_time_in_force(batch)
                 elif isinstance(command, Add):
                     self._add(command.order, batch, command.trace)
                 elif isinstance(command, Cancel):
@@ -313,17 +329,30 @@ class SymbolWorker:
             self._feed.acquire(self.symbol)
         self._expiries.add(order.order_id, order.expires_at_us)
         resting = RestingOrder(
-            order.order_id, order.side, order.price, order.remaining_qty,
-            order.expires_at_us / 1e6,
+            order.order_id, order.side, engine_limit(order.side, order.price),
+            order.remaining_qty, order.expires_at_us / 1e6, order.time_in_force,
         )  # fmt: skip
         executions = self.matcher.add(resting, now=time.time())
         if executions:
             self._record(executions, now_us(), batch)
+        if self.matcher.ended:
+            self._end_time_in_force(batch)
+
+    def _end_time_in_force(self, batch: _Batch) -> None:
+        """IOC/FOK orders that met their quote with something unfilled: expired, in the
+        same batch as that quote's fills and after their events."""
+        for order_id in self.matcher.drain_ended():
+            order = self.orders.get(order_id)
+            if order is not None:
+                self._finish(order_id, OrderStatus.EXPIRED, time_in_force_reason(order), batch)
 
     def _record(self, executions: list[Execution], ts_us: int, batch: _Batch) -> None:
+        rate = self.fee_rate
         for execution in executions:
             order = self.orders[execution.order_id]
-            fill = order.record_fill(execution.update_id, execution.price, execution.qty, ts_us)
+            price, qty = execution.price, execution.qty
+            fee = fee_for(order.side, price, qty, rate) if rate else ZERO
+            fill = order.record_fill(execution.update_id, price, qty, ts_us, fee)
             batch.changed(order).new_fills.append(fill)  # type: ignore[attr-defined]
             trace = self._order_span("execution.fill", order, batch, fill) if self._traces else None
             batch.emit(EventKind.FILL, order, fill, trace)

@@ -8,7 +8,13 @@ from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
 from app.core import rules
-from app.schemas import ErrorResponse, LimitOrderRequest, OrderList, OrderView
+from app.schemas import (
+    ErrorResponse,
+    LimitOrderRequest,
+    MarketOrderRequest,
+    OrderList,
+    OrderView,
+)
 
 _REF = "#/components/schemas/{model}"
 
@@ -35,7 +41,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 def build_openapi() -> dict[str, Any]:
     _, definitions = models_json_schema(
-        [(m, "validation") for m in (LimitOrderRequest,)]
+        [(m, "validation") for m in (LimitOrderRequest, MarketOrderRequest)]
         + [(m, "serialization") for m in (OrderView, OrderList, ErrorResponse)],
         ref_template=_REF,
     )
@@ -43,26 +49,36 @@ def build_openapi() -> dict[str, Any]:
     order_id = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
     location = {"Location": {"schema": {"type": "string"}, "description": "/orders/{order_id}"}}
     security: list[dict[str, list[str]]] = [{"bearer": []}]
+
+    def placing(summary: str, body: str) -> dict[str, Any]:
+        return {"post": {
+            "summary": summary, "security": security,
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref(body)}}},
+            "responses": {
+                "202": {**_json(order, "Accepted: the order, open"), "headers": location},
+                "200": {**_json(order, "The existing order for a repeated client_order_id"),
+                        "headers": location},
+                **_errors(400, 401, 403, 408, 409, 413, 422, 429, 503),
+            },
+        }}  # fmt: skip
+
     return {
         "openapi": "3.1.0",
         "info": {"title": "Trade executor", "version": "1.0.0",
-                 "description": "Simulated limit orders filled against Binance market data."},
+                 "description": "Simulated limit and market orders filled against Binance "
+                                "market data."},
         "components": {
             "schemas": definitions["$defs"],
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": {
-            "/order/limit": {"post": {
-                "summary": "Place a limit order", "security": security,
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": _ref("LimitOrderRequest")}}},
-                "responses": {
-                    "202": {**_json(order, "Accepted: the order, open"), "headers": location},
-                    "200": {**_json(order, "The existing order for a repeated client_order_id"),
-                            "headers": location},
-                    **_errors(400, 401, 403, 408, 409, 413, 422, 429, 503),
-                },
-            }},
+            "/order/limit": placing(
+                "Place a limit order (time_in_force GTT, IOC or FOK)", "LimitOrderRequest"
+            ),
+            "/order/market": placing(
+                "Place a market order: an IOC with no price limit", "MarketOrderRequest"
+            ),
             "/orders": {"get": {
                 "summary": "List orders, newest first", "security": security,
                 "parameters": [

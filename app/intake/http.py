@@ -1,4 +1,5 @@
-"""Order endpoints: POST /order/limit, GET /orders, GET and DELETE /orders/{id}."""
+"""Order endpoints: POST /order/limit and /order/market, GET /orders, GET and DELETE
+/orders/{id}."""
 
 from __future__ import annotations
 
@@ -27,7 +28,13 @@ from app.intake.service import (
 )
 from app.keys import INTAKE, LIMITER, SETTINGS
 from app.ports import StoreError
-from app.schemas import ErrorDetail, LimitOrderRequest, ListQuery, order_json
+from app.schemas import (
+    ErrorDetail,
+    LimitOrderRequest,
+    ListQuery,
+    MarketOrderRequest,
+    order_json,
+)
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -124,18 +131,30 @@ async def order_request_owner(request: web.Request) -> str:
 @routes.post("/order/limit")
 async def submit_order(request: web.Request) -> web.Response:
     if not tracing.ENABLED:
-        return await _submit_order(request)
+        return await _submit_order(request, LimitOrderRequest)
     with tracing.span("POST /order/limit", kind="server") as span:  # the order's trace
-        response = await _submit_order(request)
+        response = await _submit_order(request, LimitOrderRequest)
         span.set_attribute("http.response.status_code", response.status)
         return response
 
 
-async def _submit_order(request: web.Request) -> web.Response:
+@routes.post("/order/market")
+async def submit_market_order(request: web.Request) -> web.Response:
+    if not tracing.ENABLED:
+        return await _submit_order(request, MarketOrderRequest)
+    with tracing.span("POST /order/market", kind="server") as span:  # the order's trace
+        response = await _submit_order(request, MarketOrderRequest)
+        span.set_attribute("http.response.status_code", response.status)
+        return response
+
+
+async def _submit_order(
+    request: web.Request, model: type[LimitOrderRequest] | type[MarketOrderRequest]
+) -> web.Response:
     owner = await order_request_owner(request)
     body = await read_json_object(request)
     try:
-        order_request = LimitOrderRequest.model_validate(body)
+        order_request = model.model_validate(body)
     except ValidationError as exc:
         raise validation_error(exc) from exc
     try:

@@ -18,9 +18,10 @@ import structlog
 from app import tracing
 from app.clock import now_us
 from app.core.commands import AddOrder, CancelOrder
-from app.core.domain import OrderStatus, Side
+from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.events import EventKind, order_event
 from app.core.order import Order
+from app.core.symbols import fee_asset
 from app.ids import new_order_id
 from app.ports import (
     CommandQueue,
@@ -65,11 +66,15 @@ class NewOrder(Protocol):
     @property
     def order_size(self) -> Decimal: ...
     @property
-    def price(self) -> Decimal: ...
+    def price(self) -> Decimal | None: ...  # None: a market order
     @property
     def timeout_s(self) -> float | None: ...
     @property
     def client_order_id(self) -> str | None: ...
+    @property
+    def type(self) -> OrderType: ...
+    @property
+    def time_in_force(self) -> TimeInForce: ...
 
 
 class Submission(NamedTuple):
@@ -93,11 +98,13 @@ CANCEL_WAIT_S = 5.0
 
 def _differences(existing: Order, request: NewOrder, timeout_s: float) -> list[str]:
     wanted: dict[str, tuple[object, object]] = {
+        "type": (existing.type, request.type),
         "symbol": (existing.symbol, request.symbol),
         "side": (existing.side, request.side),
         "order_size": (existing.order_size, request.order_size),
         "price": (existing.price, request.price),
         "timeout_s": (Decimal(str(existing.timeout_s)), Decimal(str(timeout_s))),
+        "time_in_force": (existing.time_in_force, request.time_in_force),
     }
     return [name for name, (have, want) in wanted.items() if have != want]
 
@@ -222,6 +229,10 @@ class IntakeService:
             created_at_us=created,
             updated_at_us=created,
             expires_at_us=created + round(timeout_s * 1_000_000),
+            type=request.type,
+            time_in_force=request.time_in_force,
+            # Stored with the order, so that execution needs no lookup per fill.
+            fee_asset=fee_asset(request.symbol, request.side),
         )
         accepted = order_event(EventKind.ACCEPTED, order, trace=tracing.inject())
         try:
@@ -241,6 +252,7 @@ class IntakeService:
         log.info(
             "order.accepted", order_id=order.order_id, symbol=order.symbol,
             side=order.side.value, size=str(order.order_size), price=str(order.price),
+            type=order.type.value, time_in_force=order.time_in_force.value,
         )  # fmt: skip
         self.accepted += 1
         await self._bus.publish([accepted])

@@ -7,17 +7,20 @@ WAL and query plans, say) stays in that adapter's own tests.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from app.adapters.memory_store import MemoryStore
+from app.adapters.migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 from app.adapters.postgres_store import PostgresStore
 from app.adapters.sqlite_store import SqliteStore
-from app.core.domain import MarketState, OrderStatus, Side
+from app.core.domain import MarketState, OrderStatus, OrderType, Side, TimeInForce
 from app.core.order import Order
 from app.ports import DuplicateClientOrderId, OrderChange, OrderStore, StoreError
 from tests.engine_postgres import postgres_store_url, postgres_url  # noqa: F401
@@ -297,3 +300,111 @@ async def test_what_is_stored_survives_a_reopen(adapter: Adapter) -> None:
         )
     finally:
         await again.close()
+
+
+# -- the paper account's fields: market orders, time in force, fees --------------------
+
+
+async def test_market_orders_time_in_force_and_fees_round_trip(store: OrderStore) -> None:
+    market = _order(1)
+    market.price, market.type, market.time_in_force = None, OrderType.MARKET, TimeInForce.IOC
+    market.fee_asset = "BTC"
+    fok = _order(2)
+    fok.side, fok.time_in_force, fok.fee_asset = Side.SELL, TimeInForce.FOK, "USDT"
+    await store.insert_order(market)
+    await store.insert_order(fok)
+    fee = D("0.000000000000000000000000000000000001")  # finer than any qty: kept exactly
+    first = market.record_fill(5, D("61850.5"), D("0.25"), 10, D("0.00025"))
+    second = market.record_fill(6, D("61851"), D("0.5"), 11, fee)
+    market.finish(OrderStatus.EXPIRED, "expired: market order (IOC)", 12)
+    await store.apply([OrderChange(market, [first, second])])
+    loaded = await store.get("order-1")
+    assert loaded is not None and loaded.price is None
+    assert (loaded.type, loaded.time_in_force) == (OrderType.MARKET, TimeInForce.IOC)
+    assert loaded.fees == D("0.000250000000000000000000000000000001")
+    assert loaded.fee_asset == "BTC" and loaded.status is OrderStatus.EXPIRED
+    assert [(f.fee, f.fee_asset) for f in loaded.fills] == [(D("0.00025"), "BTC"), (fee, "BTC")]
+    listed = await store.list_orders("alice", status=None, symbol=None, limit=5, cursor=None)
+    assert [(o.order_id, o.type, o.time_in_force, o.price) for o in listed.orders] == [
+        ("order-2", OrderType.LIMIT, TimeInForce.FOK, fok.price),
+        ("order-1", OrderType.MARKET, TimeInForce.IOC, None),
+    ]
+    (still_open,) = await store.open_orders("BTCUSDT")
+    assert still_open.time_in_force is TimeInForce.FOK and still_open.fee_asset == "USDT"
+
+
+def _sqlite_at_version_2(path: Path) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(SQLITE_MIGRATIONS[:2], start=1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    db.executescript(_V2_ROWS)
+    db.close()
+
+
+async def _postgres_at_version_2(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_version (single BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (single),"
+            " version INTEGER NOT NULL); INSERT INTO schema_version (version) VALUES (2);"
+        )
+        for script in POSTGRES_MIGRATIONS[:2]:
+            await conn.execute(script)
+        await conn.execute(_V2_ROWS)
+    finally:
+        await conn.close()
+
+
+_V2_COLUMNS = (
+    "order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status, "
+    "filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us"
+)
+_V2_ROWS = f"""
+    INSERT INTO orders ({_V2_COLUMNS}) VALUES
+        ('old-buy', 'alice', 'k1', 'ETHBTC', 'buy', '2', '0.05', 30, 'partially_filled', '1',
+         '0.05', 1, NULL, 1, 2, 30000001),
+        ('old-sell', 'alice', NULL, 'BTCFDUSD', 'sell', '1', '60000', 30, 'open', '0', '0', 0,
+         NULL, 3, 3, 30000003);
+    INSERT INTO fills (order_id, seq, update_id, price, qty, ts_us) VALUES
+        ('old-buy', 1, 9, '0.05', '1', 2);
+"""
+
+
+async def test_an_existing_sqlite_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    _sqlite_at_version_2(tmp_path / "old.db")
+    await _check_the_upgrade(await SqliteStore.open(tmp_path / "old.db"))
+
+
+async def test_an_existing_postgresql_database_is_upgraded_in_place(
+    postgres_store_url: str,  # noqa: F811
+) -> None:
+    await _postgres_at_version_2(postgres_store_url)
+    await _check_the_upgrade(await PostgresStore.open(postgres_store_url))
+
+
+async def _check_the_upgrade(store: Any) -> None:
+    """Orders stored before the paper account are limit GTT orders with no fee, their
+    fee asset set by side, and keep their fills and their place in the list."""
+    try:
+        old_buy = await store.get("old-buy")
+        assert old_buy is not None and old_buy.price == D("0.05")
+        assert (old_buy.type, old_buy.time_in_force) == (OrderType.LIMIT, TimeInForce.GTT)
+        assert old_buy.fees == 0 and old_buy.fee_asset == "ETH"
+        assert [(f.seq, f.qty, f.fee, f.fee_asset) for f in old_buy.fills] == [
+            (1, D(1), D(0), "ETH")
+        ]
+        assert old_buy.client_order_id == "k1"
+        assert (await store.get_by_client_order_id("alice", "k1")) is not None
+        old_sell = await store.get("old-sell")
+        assert old_sell is not None and old_sell.fee_asset == "FDUSD"
+        # The list keeps its order, and new orders come after the old ones.
+        await store.insert_order(_order(7))
+        listed = await store.list_orders("alice", status=None, symbol=None, limit=5, cursor=None)
+        assert [o.order_id for o in listed.orders] == ["order-7", "old-sell", "old-buy"]
+        # The old ones carry on as before: a fill with its fee.
+        fill = old_sell.record_fill(10, D("60000"), D("1"), 5, D("60"))
+        await store.apply([OrderChange(old_sell, [fill])])
+        again = await store.get("old-sell")
+        assert again is not None and again.fees == D(60) and again.fills[0].fee == D(60)
+    finally:
+        await store.close()
