@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from app.core.account import AssetBalance, OpeningBalances, OwnerDelta, PositionRow
 from app.core.commands import OrderCommand
 from app.core.domain import MarketState, OrderStatus
 from app.core.events import OrderEvent
@@ -62,17 +63,44 @@ class Fence:
 
 
 @dataclass(frozen=True, slots=True)
+class PositionUpdate:
+    """`owner`'s position in `symbol` is now `row` (its whole state)."""
+
+    owner: str
+    symbol: str
+    row: PositionRow
+
+
+@dataclass(slots=True)
+class AccountState:
+    """One owner's balances (by asset) and positions (by symbol), as of one commit."""
+
+    balances: dict[str, AssetBalance]
+    positions: dict[str, PositionRow]
+
+
+@dataclass(frozen=True, slots=True)
 class OrderPage:
     orders: list[Order]
     next_cursor: str | None
 
 
 class OrderStore(Protocol):
-    async def insert_order(self, order: Order, events: Sequence[OrderEvent] = ()) -> None:
+    async def insert_order(
+        self,
+        order: Order,
+        events: Sequence[OrderEvent] = (),
+        balances: OpeningBalances | None = None,
+    ) -> None:
         """Durably store a new order; raises DuplicateClientOrderId or StoreError.
 
         `events` go into the store's outbox in the same transaction, where it has one
-        (an in-process deployment publishes on its bus after the commit instead)."""
+        (an in-process deployment publishes on its bus after the commit instead).
+
+        `balances`: in the same transaction, an owner never seen before is given the
+        opening balances first, then the order's deltas are applied; when enforced, an
+        order whose deltas take more from free than is free is refused with
+        InsufficientBalance and nothing is stored."""
 
     async def apply(
         self,
@@ -80,10 +108,14 @@ class OrderStore(Protocol):
         market: MarketState | None = None,
         events: Sequence[OrderEvent] = (),
         fence: Fence | None = None,
+        balances: Sequence[OwnerDelta] = (),
+        positions: Sequence[PositionUpdate] = (),
     ) -> None:
-        """Durably store fills, order updates, the symbol's market state and `events` (to
-        the outbox, where there is one), all or nothing. With a `fence`, refuse the whole
-        write (StoreFenced) unless the writer still holds that partition's lease."""
+        """Durably store fills, order updates, the symbol's market state, `events` (to
+        the outbox, where there is one), the balance deltas and the new positions they
+        cause, all or nothing (a fill is never refused for its balance). With a `fence`,
+        refuse the whole write (StoreFenced) unless the writer still holds that
+        partition's lease."""
 
     async def get(self, order_id: str, *, with_fills: bool = True) -> Order | None:
         """The order and its fills as of one committed state (never torn by a commit)."""
@@ -105,6 +137,12 @@ class OrderStore(Protocol):
 
     async def market_state(self, symbol: str) -> MarketState | None:
         """What `apply` last stored for the symbol, if anything."""
+
+    async def account(self, owner: str) -> AccountState:
+        """The owner's balances and positions, as of one commit."""
+
+    async def position(self, owner: str, symbol: str) -> PositionRow | None:
+        """The owner's position in the symbol, if it ever traded it."""
 
     async def ping(self) -> None: ...
 

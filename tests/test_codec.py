@@ -111,6 +111,15 @@ def test_market_orders_time_in_force_and_fees_round_trip() -> None:
     assert decode_command(encode_command(AddOrder(fok))) == AddOrder(fok)
 
 
+def test_a_market_buys_reserve_travels_with_its_command() -> None:
+    order = _order()
+    order.price, order.type, order.time_in_force = None, OrderType.MARKET, TimeInForce.IOC
+    order.reserve = Decimal("10500.000000000000000001")
+    back = decode_command(encode_command(AddOrder(order)))
+    assert isinstance(back, AddOrder) and back.order.reserve == order.reserve
+    assert decode_event(encode_event(order_event(EventKind.ACCEPTED, _order()))).order.reserve is None
+
+
 def test_an_event_written_before_the_paper_account_decodes_as_a_limit_gtt_order() -> None:
     body = orjson.loads(encode_event(order_event(EventKind.ACCEPTED, _order())))
     for name in ("type", "time_in_force", "fees", "fee_asset"):

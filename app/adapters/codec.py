@@ -37,6 +37,7 @@ def _order_fields(order: Order) -> dict[str, Any]:
         "updated_at_us": order.updated_at_us, "expires_at_us": order.expires_at_us,
         "type": order.type.value, "time_in_force": order.time_in_force.value,
         "fees": fmt(order.fees), "fee_asset": order.fee_asset,
+        "reserve": None if order.reserve is None else fmt(order.reserve),
     }  # fmt: skip
 
 
@@ -56,6 +57,7 @@ def _order(fields: dict[str, Any]) -> Order:
         type=OrderType(fields.get("type", "limit")),
         time_in_force=TimeInForce(fields.get("time_in_force", "GTT")),
         fees=Decimal(fields.get("fees", "0")), fee_asset=str(fields.get("fee_asset", "")),
+        reserve=None if fields.get("reserve") is None else Decimal(fields["reserve"]),
     )  # fmt: skip
 
 

@@ -13,14 +13,18 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from app.core.account import AssetBalance, OpeningBalances, OwnerDelta, add_owner_deltas
 from app.core.domain import MarketState, OrderStatus
 from app.core.events import OrderEvent
 from app.core.order import NO_FILLS, Order
+from app.core.positions import PositionRow
 from app.ports import (
+    AccountState,
     DuplicateClientOrderId,
     Fence,
     OrderChange,
     OrderPage,
+    PositionUpdate,
     StoreConflict,
     StoreError,
 )
@@ -44,6 +48,9 @@ class MemoryStore:
         self._rows: dict[str, _Row] = {}
         self._by_client_id: dict[tuple[str, str], str] = {}
         self._market: dict[str, MarketState] = {}
+        self._owners: set[str] = set()  # seen: given their opening balances
+        self._balances: dict[tuple[str, str], AssetBalance] = {}  # (owner, asset)
+        self._positions: dict[tuple[str, str], PositionRow] = {}  # (owner, symbol)
         self._next_seq = 1
         self._closed = False
         self.commits = 0
@@ -52,16 +59,32 @@ class MemoryStore:
         if self._closed:
             raise StoreError("the store is closed")
 
-    async def insert_order(self, order: Order, events: Sequence[OrderEvent] = ()) -> None:
+    async def insert_order(
+        self,
+        order: Order,
+        events: Sequence[OrderEvent] = (),
+        balances: OpeningBalances | None = None,
+    ) -> None:
         # In process, events go out on the bus after the commit: no outbox here.
         self._check_open()
         await asyncio.sleep(0)  # a write is never synchronous with its caller elsewhere either
         if order.order_id in self._rows:
             raise StoreConflict(f"order {order.order_id} is already stored")
-        if order.client_order_id is not None:
-            key = (order.owner, order.client_order_id)
-            if key in self._by_client_id:
-                raise DuplicateClientOrderId(order.client_order_id)
+        key = None if order.client_order_id is None else (order.owner, order.client_order_id)
+        if key is not None and key in self._by_client_id:
+            raise DuplicateClientOrderId(order.client_order_id)
+        if balances is not None:  # may refuse (InsufficientBalance): before any change
+            owner = order.owner
+            rows = {
+                (owner, asset): self._balances[owner, asset]
+                for asset in balances.assets()
+                if (owner, asset) in self._balances
+            }
+            self._balances.update(
+                balances.rows_after(owner, rows, new_owner=owner not in self._owners)
+            )
+            self._owners.add(owner)
+        if key is not None:
             self._by_client_id[key] = order.order_id
         self._rows[order.order_id] = _Row(self._next_seq, _copy(order, with_fills=True))
         self._next_seq += 1
@@ -73,6 +96,8 @@ class MemoryStore:
         market: MarketState | None = None,
         events: Sequence[OrderEvent] = (),
         fence: Fence | None = None,
+        balances: Sequence[OwnerDelta] = (),
+        positions: Sequence[PositionUpdate] = (),
     ) -> None:
         # One process owns every symbol (no fence to check), and its bus publishes after
         # the commit (no outbox): `events` and `fence` are for stores shared by processes.
@@ -93,6 +118,9 @@ class MemoryStore:
             row.fill_seqs.update(fill.seq for fill in change.new_fills)
         if market is not None:
             self._market[market.symbol] = market
+        self._balances.update(add_owner_deltas(self._balances, balances))
+        for update in positions:
+            self._positions[update.owner, update.symbol] = update.row
         self.commits += 1
 
     async def get(self, order_id: str, *, with_fills: bool = True) -> Order | None:
@@ -143,6 +171,18 @@ class MemoryStore:
     async def market_state(self, symbol: str) -> MarketState | None:
         self._check_open()
         return self._market.get(symbol)
+
+    async def account(self, owner: str) -> AccountState:
+        self._check_open()
+        return AccountState(
+            {asset: AssetBalance(row.free, row.locked)
+             for (who, asset), row in sorted(self._balances.items()) if who == owner},
+            {symbol: row for (who, symbol), row in sorted(self._positions.items()) if who == owner},
+        )  # fmt: skip
+
+    async def position(self, owner: str, symbol: str) -> PositionRow | None:
+        self._check_open()
+        return self._positions.get((owner, symbol))
 
     async def ping(self) -> None:
         self._check_open()

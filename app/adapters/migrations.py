@@ -9,8 +9,14 @@ number of processes may start at once. Both keep decimals as TEXT (exact, and re
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+from app.core.account import OwnerDelta, open_order_locks
+from app.core.decimals import fmt
+from app.core.domain import Side
 from app.core.symbols import QUOTE_ASSETS
 
 
@@ -48,6 +54,79 @@ _ORDER_INDEXES = """
     CREATE INDEX orders_open ON orders (seq) WHERE status IN ('open', 'partially_filled');
     CREATE INDEX orders_open_by_symbol ON orders (symbol, seq)
         WHERE status IN ('open', 'partially_filled');"""
+
+# Both dialects: decimals as exact TEXT, `avg_entry` an exact fraction ("n/d").
+_ACCOUNT_TABLES = """
+    UPDATE orders SET reserve = '0' WHERE type = 'market' AND side = 'buy';
+    CREATE TABLE accounts (
+        owner         TEXT   PRIMARY KEY,
+        created_at_us BIGINT NOT NULL
+    );
+    CREATE TABLE balances (
+        owner  TEXT NOT NULL,
+        asset  TEXT NOT NULL,
+        free   TEXT NOT NULL,
+        locked TEXT NOT NULL,
+        PRIMARY KEY (owner, asset)
+    );
+    CREATE TABLE positions (
+        owner       TEXT    NOT NULL,
+        symbol      TEXT    NOT NULL,
+        qty         TEXT    NOT NULL,
+        avg_entry   TEXT,
+        avg_rounded BOOLEAN NOT NULL,
+        cash        TEXT    NOT NULL,
+        fees        TEXT    NOT NULL,
+        PRIMARY KEY (owner, symbol)
+    );"""
+
+# What an open order's lock is computed from (app.core.balances.locked_by).
+_OPEN_ORDER_LOCKS = (
+    "SELECT owner, symbol, side, order_size, price, filled_qty, notional, reserve "
+    "FROM orders WHERE status IN ('open', 'partially_filled')"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredLock:
+    """The fields of a stored open order that its lock depends on."""
+
+    side: Side
+    order_size: Decimal
+    price: Decimal | None
+    filled_qty: Decimal
+    notional: Decimal
+    reserve: Decimal | None
+
+
+def _locks_of(rows: Iterable[Sequence[Any]]) -> list[OwnerDelta]:
+    orders = []
+    for owner, symbol, side, size, price, filled, notional, reserve in rows:
+        order = _StoredLock(
+            Side(side), Decimal(size), None if price is None else Decimal(price),
+            Decimal(filled), Decimal(notional), None if reserve is None else Decimal(reserve),
+        )  # fmt: skip
+        orders.append((owner, symbol, order))
+    return open_order_locks(orders)
+
+
+def _seed_open_order_locks(db: sqlite3.Connection) -> None:
+    """Orders open before balances were kept hold no lock: lock what each needs now (the
+    balances table is new and empty), so their fills and ends balance out."""
+    locks = _locks_of(db.execute(_OPEN_ORDER_LOCKS).fetchall())
+    db.executemany(
+        "INSERT INTO balances (owner, asset, free, locked) VALUES (?, ?, ?, ?)",
+        [(d.owner, d.asset, fmt(d.free), fmt(d.locked)) for d in locks],
+    )
+
+
+async def _seed_open_order_locks_postgres(conn: Any) -> None:
+    locks = _locks_of(await conn.fetch(_OPEN_ORDER_LOCKS))
+    await conn.executemany(
+        "INSERT INTO balances (owner, asset, free, locked) VALUES ($1, $2, $3, $4)",
+        [(d.owner, d.asset, fmt(d.free), fmt(d.locked)) for d in locks],
+    )
+
 
 _V2_ORDER_COLUMNS = (
     "seq, order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, "
@@ -148,8 +227,19 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     UPDATE fills SET fee_asset = (
         SELECT o.fee_asset FROM orders o WHERE o.order_id = fills.order_id);
     """,
+    # 4: the paper account's balances and positions (app/core/account.py), written in the
+    # transaction of the order or fill that changes them. `accounts` marks each owner seen
+    # (PAPER_BALANCES seeds an owner once); a market buy keeps the `reserve` it locked.
+    # Orders still open lock what they need from here on (`_seed_open_order_locks`).
+    f"""
+    ALTER TABLE orders ADD COLUMN reserve TEXT;
+    {_ACCOUNT_TABLES}
+    """,
 )
 
+
+# What a migration computes in Python, run in its transaction after its script.
+SQLITE_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {4: _seed_open_order_locks}
 
 MIGRATIONS = SQLITE_MIGRATIONS  # the name the SQLite store and its tests have always used
 
@@ -173,6 +263,9 @@ def migrate(db: sqlite3.Connection) -> int:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             # executescript commits first; the migration then runs in one transaction.
             db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};")
+            step = SQLITE_STEPS.get(number)
+            if step is not None:
+                step(db)
             if db.execute("PRAGMA foreign_key_check").fetchone() is not None:
                 db.execute("ROLLBACK")
                 raise RuntimeError(f"migration {number} broke a foreign key; rolled back")
@@ -273,7 +366,13 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         ADD COLUMN fee_asset TEXT NOT NULL DEFAULT '';
     UPDATE fills f SET fee_asset = o.fee_asset FROM orders o WHERE o.order_id = f.order_id;
     """,
+    # 4: the paper account's balances and positions, as SQLite's 4.
+    f"""
+    ALTER TABLE orders ADD COLUMN reserve TEXT;
+    {_ACCOUNT_TABLES}
+    """,
 )
+POSTGRES_STEPS: dict[int, Callable[[Any], Awaitable[None]]] = {4: _seed_open_order_locks_postgres}
 
 # Advisory lock keys (one 64-bit space per database): migrating, and relaying the outbox.
 POSTGRES_MIGRATION_LOCK = 0x5452_4144_4530_0001
@@ -301,8 +400,11 @@ async def migrate_postgres(conn: Any) -> int:
                 f"database schema version {version} is newer than this service "
                 f"({len(POSTGRES_MIGRATIONS)}); refusing to touch it"
             )
-        for script in POSTGRES_MIGRATIONS[version:]:
+        for number, script in enumerate(POSTGRES_MIGRATIONS[version:], start=version + 1):
             await conn.execute(script)
+            step = POSTGRES_STEPS.get(number)
+            if step is not None:
+                await step(conn)
         if version < len(POSTGRES_MIGRATIONS):
             await conn.execute(
                 "INSERT INTO schema_version (version) VALUES ($1) "

@@ -43,27 +43,39 @@ import structlog
 from app.adapters.codec import DecodeError, decode_event, encode_event
 from app.adapters.migrations import POSTGRES_RELAY_LOCK, migrate_postgres
 from app.adapters.sql_rows import (
+    ACCOUNT_QUERY,
     FILL_COLUMNS,
     ORDER_COLUMNS,
     ORDER_WIDTH,
     ORDER_WITH_FILLS,
+    POSITION_COLUMNS,
+    POSITION_UPSERT_TAIL,
+    account_from_rows,
+    balance_rows,
     fill_row,
     list_query,
     order_from_row,
     order_row,
     order_with_fills,
     page_of,
+    position_from_row,
+    position_rows,
 )
+from app.clock import now_us
+from app.core.account import AssetBalance, OpeningBalances, OwnerDelta, add_owner_deltas
 from app.core.decimals import fmt
 from app.core.domain import Level, MarketState, OrderStatus
 from app.core.events import OrderEvent
 from app.core.order import Order
+from app.core.positions import PositionRow
 from app.ports import (
+    AccountState,
     DuplicateClientOrderId,
     EventPublisher,
     Fence,
     OrderChange,
     OrderPage,
+    PositionUpdate,
     StoreConflict,
     StoreError,
     StoreFenced,
@@ -143,6 +155,66 @@ _HOLDERS = (
 )
 
 
+# Balance rows are locked in one order, (owner, asset) by code point ("C" collation, as
+# Python sorts), so two writers never wait on each other in a cycle. A row must exist to
+# be locked: missing ones are first inserted as zero, in that order too.
+_ENSURE_BALANCES = (
+    "INSERT INTO balances (owner, asset, free, locked) "
+    "SELECT k.owner, k.asset, '0', '0' FROM unnest($1::text[], $2::text[]) "
+    "WITH ORDINALITY AS k(owner, asset, n) ORDER BY k.n "
+    "ON CONFLICT (owner, asset) DO NOTHING"
+)
+_LOCK_BALANCES = (
+    "SELECT owner, asset, free, locked FROM balances "
+    "WHERE (owner, asset) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
+    'ORDER BY owner COLLATE "C", asset COLLATE "C" FOR UPDATE'
+)
+_UPDATE_BALANCES = (
+    "UPDATE balances AS b SET free = u.free, locked = u.locked "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(owner, asset, free, locked) "
+    "WHERE b.owner = u.owner AND b.asset = u.asset"
+)
+_UPSERT_POSITIONS = (
+    f"INSERT INTO positions (owner, symbol, {POSITION_COLUMNS}) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], "
+    f"$6::text[], $7::text[]) {POSITION_UPSERT_TAIL}"
+)
+
+
+async def _lock_balances(
+    conn: Any, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], AssetBalance]:
+    """Lock the balance rows of these (owner, asset) keys (sorted), made if missing."""
+    owners, assets = [key[0] for key in keys], [key[1] for key in keys]
+    await conn.execute(_ENSURE_BALANCES, owners, assets)
+    return {
+        (row[0], row[1]): AssetBalance(Decimal(row[2]), Decimal(row[3]))
+        for row in await conn.fetch(_LOCK_BALANCES, owners, assets)
+    }
+
+
+async def _write_balances(conn: Any, rows: dict[tuple[str, str], AssetBalance]) -> None:
+    if rows:
+        await conn.execute(_UPDATE_BALANCES, *_columns(balance_rows(rows), 4))
+
+
+async def _accept_balances(conn: Any, owner: str, balances: OpeningBalances) -> None:
+    """In the order's transaction: seed a new owner, check, apply (InsufficientBalance
+    rolls it all back). Concurrent first orders of one owner serialize on `accounts`."""
+    new_owner = await conn.fetchval(
+        "INSERT INTO accounts (owner, created_at_us) VALUES ($1, $2) "
+        "ON CONFLICT (owner) DO NOTHING RETURNING true",
+        owner, now_us(),
+    )  # fmt: skip
+    rows = await _lock_balances(conn, [(owner, asset) for asset in balances.assets()])
+    await _write_balances(conn, balances.rows_after(owner, rows, new_owner=bool(new_owner)))
+
+
+async def _apply_balances(conn: Any, deltas: Sequence[OwnerDelta]) -> None:
+    keys = sorted({(delta.owner, delta.asset) for delta in deltas})
+    await _write_balances(conn, add_owner_deltas(await _lock_balances(conn, keys), deltas))
+
+
 class _PublishFailed(Exception):
     """Carries the publisher's own exception out of the transaction, unmapped."""
 
@@ -214,13 +286,20 @@ class PostgresStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    async def insert_order(self, order: Order, events: Sequence[OrderEvent] = ()) -> None:
+    async def insert_order(
+        self,
+        order: Order,
+        events: Sequence[OrderEvent] = (),
+        balances: OpeningBalances | None = None,
+    ) -> None:
         row = order_row(order)
         async with self._connection() as conn:
             try:
-                if events:
+                if events or balances is not None:
                     async with conn.transaction():
                         await conn.execute(_INSERT_ORDER, *row)
+                        if balances is not None:
+                            await _accept_balances(conn, order.owner, balances)
                         await _write_events(conn, events)
                 else:
                     await conn.execute(_INSERT_ORDER, *row)
@@ -236,6 +315,8 @@ class PostgresStore:
         market: MarketState | None = None,
         events: Sequence[OrderEvent] = (),
         fence: Fence | None = None,
+        balances: Sequence[OwnerDelta] = (),
+        positions: Sequence[PositionUpdate] = (),
     ) -> None:
         # One row per order (a change listed twice: its last state), sorted so that
         # writers touching several orders lock them in one order.
@@ -248,6 +329,7 @@ class PostgresStore:
         fills = [
             fill_row(change.order.order_id, fill) for change in changes for fill in change.new_fills
         ]
+        position_updates = position_rows(positions)
         async with self._connection() as conn, conn.transaction():
             if fence is not None:
                 lease = await conn.fetchrow(_CHECK_FENCE, fence.partition)
@@ -270,6 +352,10 @@ class PostgresStore:
                     ) from exc
             if market is not None:
                 await _write_market_state(conn, market)
+            if balances:
+                await _apply_balances(conn, balances)
+            if position_updates:
+                await conn.execute(_UPSERT_POSITIONS, *_columns(position_updates, 7))
             await _write_events(conn, events)
         self.commits += 1
 
@@ -340,6 +426,19 @@ class PostgresStore:
             if book_side is not None:
                 sides[book_side].append((Decimal(price), Decimal(taken)))
         return MarketState(symbol, rows[0][0], tuple(sides["asks"]), tuple(sides["bids"]))
+
+    async def account(self, owner: str) -> AccountState:
+        async with self._connection() as conn:
+            rows = await conn.fetch(ACCOUNT_QUERY.format(owner="$1"), owner)
+        return account_from_rows(rows)
+
+    async def position(self, owner: str, symbol: str) -> PositionRow | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {POSITION_COLUMNS} FROM positions WHERE owner = $1 AND symbol = $2",
+                owner, symbol,
+            )  # fmt: skip
+        return None if row is None else position_from_row(row)
 
     async def ping(self) -> None:
         async with self._connection() as conn:

@@ -7,13 +7,16 @@ function that makes the n-th one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from app.core.account import AssetBalance
 from app.core.decimals import fmt
 from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.order import MAX_SHARED, Fill, Order
+from app.core.positions import PositionRow
+from app.ports import AccountState, PositionUpdate
 
 _SIDES = {side.value: side for side in Side}
 _STATUSES = {status.value: status for status in OrderStatus}
@@ -24,7 +27,7 @@ _parsed: dict[str, Decimal] = {}
 ORDER_COLUMNS = (
     "order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status, "
     "filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us, "
-    "type, time_in_force, fees, fee_asset"
+    "type, time_in_force, fees, fee_asset, reserve"
 )
 ORDER_WIDTH = len(ORDER_COLUMNS.split(","))
 # The columns an order's fills write (INSERT INTO fills (...)), in Fill's order.
@@ -46,7 +49,7 @@ def order_row(order: Order) -> tuple[Any, ...]:
         order.timeout_s, order.status.value, fmt(order.filled_qty), fmt(order.notional),
         order.fill_count, order.reason, order.created_at_us, order.updated_at_us,
         order.expires_at_us, order.type.value, order.time_in_force.value, fmt(order.fees),
-        order.fee_asset,
+        order.fee_asset, None if order.reserve is None else fmt(order.reserve),
     )  # fmt: skip
 
 
@@ -65,13 +68,14 @@ def order_from_row(row: Sequence[Any], start: int = 0) -> Order:
     order this way (`Side(...)` alone costs more than a dict lookup several times over)."""
     (order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status,
      filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us,
-     kind, time_in_force, fees, fee_asset) = row[start : start + ORDER_WIDTH]  # fmt: skip
+     kind, time_in_force, fees, fee_asset, reserve) = row[start : start + ORDER_WIDTH]  # fmt: skip
     return Order(
         order_id, owner, client_order_id, symbol, _SIDES[side], _decimal(order_size),
         None if price is None else _decimal(price), timeout_s, _STATUSES[status],
         created_at_us, updated_at_us, expires_at_us, _decimal(filled_qty), _decimal(notional),
         fill_count, reason, type=_TYPES[kind], time_in_force=_TIMES_IN_FORCE[time_in_force],
         fees=_decimal(fees), fee_asset=fee_asset,
+        reserve=None if reserve is None else Decimal(reserve),
     )  # fmt: skip
 
 
@@ -135,3 +139,62 @@ def page_of(rows: Sequence[Sequence[Any]], limit: int) -> tuple[list[Order], str
     """The orders of a list query's rows, and the cursor of the next page, if any."""
     next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
     return [order_from_row(row, 1) for row in rows[:limit]], next_cursor
+
+
+# -- the paper account -----------------------------------------------------------------
+
+# An owner's balances (kind 0) and positions (kind 1) in one statement: one snapshot.
+ACCOUNT_QUERY = (
+    "SELECT 0, asset, free, locked, NULL, NULL, NULL FROM balances WHERE owner = {owner} "
+    "UNION ALL "
+    "SELECT 1, symbol, qty, avg_entry, avg_rounded, cash, fees FROM positions "
+    "WHERE owner = {owner}"
+)
+POSITION_COLUMNS = "qty, avg_entry, avg_rounded, cash, fees"
+BALANCE_UPSERT_TAIL = (
+    "ON CONFLICT (owner, asset) DO UPDATE SET free = excluded.free, locked = excluded.locked"
+)
+POSITION_UPSERT_TAIL = (
+    "ON CONFLICT (owner, symbol) DO UPDATE SET qty = excluded.qty, "
+    "avg_entry = excluded.avg_entry, avg_rounded = excluded.avg_rounded, "
+    "cash = excluded.cash, fees = excluded.fees"
+)
+
+
+def position_from_row(row: Sequence[Any]) -> PositionRow:
+    """POSITION_COLUMNS as a PositionRow."""
+    qty, avg_entry, avg_rounded, cash, fees = row
+    return PositionRow(qty, avg_entry, bool(avg_rounded), cash, fees)
+
+
+def account_from_rows(rows: Sequence[Sequence[Any]]) -> AccountState:
+    """The rows of ACCOUNT_QUERY as the owner's account."""
+    state = AccountState({}, {})
+    for kind, name, *values in rows:
+        if kind == 0:
+            state.balances[name] = AssetBalance(Decimal(values[0]), Decimal(values[1]))
+        else:
+            state.positions[name] = position_from_row(values)
+    state.balances = dict(sorted(state.balances.items()))
+    state.positions = dict(sorted(state.positions.items()))
+    return state
+
+
+def balance_rows(
+    rows: Mapping[tuple[str, str], AssetBalance],
+) -> list[tuple[str, str, str, str]]:
+    """(owner, asset, free, locked) rows to write, by owner and asset."""
+    return [
+        (owner, asset, fmt(row.free), fmt(row.locked))
+        for (owner, asset), row in sorted(rows.items())
+    ]
+
+
+def position_rows(updates: Sequence[PositionUpdate]) -> list[tuple[Any, ...]]:
+    """(owner, symbol, POSITION_COLUMNS...) rows to write; the last update of a position
+    wins."""
+    latest = {(update.owner, update.symbol): update.row for update in updates}
+    return [
+        (owner, symbol, row.qty, row.avg_entry, row.avg_rounded, row.cash, row.fees)
+        for (owner, symbol), row in sorted(latest.items())
+    ]

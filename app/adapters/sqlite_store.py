@@ -25,26 +25,45 @@ import structlog
 
 from app.adapters.migrations import migrate
 from app.adapters.sql_rows import (
+    ACCOUNT_QUERY,
+    BALANCE_UPSERT_TAIL,
     FILL_COLUMNS,
     ORDER_COLUMNS,
     ORDER_WIDTH,
     ORDER_WITH_FILLS,
+    POSITION_COLUMNS,
+    POSITION_UPSERT_TAIL,
+    account_from_rows,
+    balance_rows,
     fill_row,
     list_query,
     order_from_row,
     order_row,
     order_with_fills,
     page_of,
+    position_from_row,
+    position_rows,
+)
+from app.clock import now_us
+from app.core.account import (
+    AssetBalance,
+    InsufficientBalance,
+    OpeningBalances,
+    OwnerDelta,
+    add_owner_deltas,
 )
 from app.core.decimals import fmt
 from app.core.domain import Level, MarketState, OrderStatus
 from app.core.events import OrderEvent
 from app.core.order import Order
+from app.core.positions import PositionRow
 from app.ports import (
+    AccountState,
     DuplicateClientOrderId,
     Fence,
     OrderChange,
     OrderPage,
+    PositionUpdate,
     StoreConflict,
     StoreError,
     StoreUnavailable,
@@ -54,6 +73,10 @@ log = structlog.get_logger(__name__)
 
 _INSERT_ORDER = f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({', '.join('?' * ORDER_WIDTH)})"
 _INSERT_FILLS = f"INSERT INTO fills ({FILL_COLUMNS}) VALUES ({', '.join('?' * 8)})"
+_UPSERT_POSITION = (
+    f"INSERT INTO positions (owner, symbol, {POSITION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    f"{POSITION_UPSERT_TAIL}"
+)
 _OPEN = (OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value)
 
 WriteFn = Callable[[sqlite3.Connection], None]  # runs on the writer thread
@@ -90,7 +113,55 @@ def _write_market_state(db: sqlite3.Connection, state: MarketState) -> None:
     )
 
 
-_WRITE_REFUSED = (sqlite3.IntegrityError, StoreConflict, DuplicateClientOrderId)
+_WRITE_REFUSED = (
+    sqlite3.IntegrityError, StoreConflict, DuplicateClientOrderId, InsufficientBalance,
+)  # fmt: skip
+_KEYS_PER_READ = 400  # (owner, asset) pairs per balance read: 800 variables, well in bounds
+
+
+def _read_balances(
+    db: sqlite3.Connection, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], AssetBalance]:
+    """The balance rows of these (owner, asset) keys that exist."""
+    rows: dict[tuple[str, str], AssetBalance] = {}
+    for start in range(0, len(keys), _KEYS_PER_READ):
+        chunk = keys[start : start + _KEYS_PER_READ]
+        values = ", ".join("(?, ?)" for _ in chunk)
+        for owner, asset, free, locked in db.execute(
+            "SELECT owner, asset, free, locked FROM balances "
+            f"WHERE (owner, asset) IN (VALUES {values})",
+            [part for key in chunk for part in key],
+        ):
+            rows[owner, asset] = AssetBalance(Decimal(free), Decimal(locked))
+    return rows
+
+
+def _write_balances(db: sqlite3.Connection, rows: dict[tuple[str, str], AssetBalance]) -> None:
+    db.executemany(
+        f"INSERT INTO balances (owner, asset, free, locked) VALUES (?, ?, ?, ?) "
+        f"{BALANCE_UPSERT_TAIL}",
+        balance_rows(rows),
+    )
+
+
+def _accept_balances(db: sqlite3.Connection, owner: str, balances: OpeningBalances) -> None:
+    """On the writer thread, inside its transaction (no other writer can come between the
+    read and the write): seed a new owner, check, apply. May raise InsufficientBalance."""
+    new_owner = (
+        db.execute(
+            "INSERT INTO accounts (owner, created_at_us) VALUES (?, ?) "
+            "ON CONFLICT (owner) DO NOTHING",
+            (owner, now_us()),
+        ).rowcount
+        == 1
+    )
+    rows = _read_balances(db, [(owner, asset) for asset in balances.assets()])
+    _write_balances(db, balances.rows_after(owner, rows, new_owner=new_owner))
+
+
+def _apply_balances(db: sqlite3.Connection, deltas: Sequence[OwnerDelta]) -> None:
+    keys = sorted({(delta.owner, delta.asset) for delta in deltas})
+    _write_balances(db, add_owner_deltas(_read_balances(db, keys), deltas))
 
 
 def _commit_batch(db: sqlite3.Connection, runs: list[WriteFn]) -> list[BaseException | None]:
@@ -225,7 +296,12 @@ class SqliteStore:
                 else:
                     write.done.set_exception(outcome)
 
-    async def insert_order(self, order: Order, events: Sequence[OrderEvent] = ()) -> None:
+    async def insert_order(
+        self,
+        order: Order,
+        events: Sequence[OrderEvent] = (),
+        balances: OpeningBalances | None = None,
+    ) -> None:
         # In process, events go out on the bus after the commit: no outbox here.
         row = order_row(order)
 
@@ -236,6 +312,8 @@ class SqliteStore:
                 if "client_order_id" in str(exc):
                     raise DuplicateClientOrderId(order.client_order_id) from exc
                 raise
+            if balances is not None:  # a refusal rolls the order back with it
+                _accept_balances(db, order.owner, balances)
 
         await self._submit(run)
 
@@ -245,6 +323,8 @@ class SqliteStore:
         market: MarketState | None = None,
         events: Sequence[OrderEvent] = (),
         fence: Fence | None = None,
+        balances: Sequence[OwnerDelta] = (),
+        positions: Sequence[PositionUpdate] = (),
     ) -> None:
         # One process owns every symbol (no fence to check), and its bus publishes after
         # the commit (no outbox): `events` and `fence` are for stores shared by processes.
@@ -257,6 +337,7 @@ class SqliteStore:
              fmt(change.order.fees), change.order.order_id)
             for change in changes
         ]  # fmt: skip
+        position_updates = position_rows(positions)
 
         def run(db: sqlite3.Connection) -> None:
             if fills:
@@ -277,6 +358,10 @@ class SqliteStore:
                 raise StoreConflict("an order in this change is unknown or already final")
             if market is not None:
                 _write_market_state(db, market)
+            if balances:
+                _apply_balances(db, balances)
+            if position_updates:
+                db.executemany(_UPSERT_POSITION, position_updates)
 
         await self._submit(run)
 
@@ -347,6 +432,19 @@ class SqliteStore:
             if book_side is not None:
                 sides[book_side].append((Decimal(price), Decimal(taken)))
         return MarketState(symbol, rows[0][0], tuple(sides["asks"]), tuple(sides["bids"]))
+
+    async def account(self, owner: str) -> AccountState:
+        query = ACCOUNT_QUERY.format(owner="?")
+        async with self._reader.execute(query, (owner, owner)) as cursor:
+            return account_from_rows(list(await cursor.fetchall()))
+
+    async def position(self, owner: str, symbol: str) -> PositionRow | None:
+        async with self._reader.execute(
+            f"SELECT {POSITION_COLUMNS} FROM positions WHERE owner = ? AND symbol = ?",
+            (owner, symbol),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else position_from_row(row)
 
     async def ping(self) -> None:
         async with self._reader.execute("SELECT 1") as cursor:

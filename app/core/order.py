@@ -96,6 +96,9 @@ class Order:
     time_in_force: TimeInForce = TimeInForce.GTT
     fees: Decimal = ZERO  # the sum of the fills' fees, in fee_asset
     fee_asset: str = ""  # set at intake: the base asset for a buy, the quote for a sell
+    # A market buy's quote asset locked at acceptance (size × best ask × 1.05: see
+    # app.core.balances.market_buy_reserve); None for every other order.
+    reserve: Decimal | None = None
 
     def snapshot(self) -> Order:
         """A copy of the order as it is now, without its fills (for an event).
@@ -107,7 +110,7 @@ class Order:
             self.order_size, self.price, self.timeout_s, self.status, self.created_at_us,
             self.updated_at_us, self.expires_at_us, self.filled_qty, self.notional,
             self.fill_count, self.reason, NO_FILLS, self.type, self.time_in_force, self.fees,
-            self.fee_asset,
+            self.fee_asset, self.reserve,
         )  # fmt: skip
 
     def share_common_values(self) -> None:

@@ -20,9 +20,25 @@ from app.adapters.memory_store import MemoryStore
 from app.adapters.migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 from app.adapters.postgres_store import PostgresStore
 from app.adapters.sqlite_store import SqliteStore
+from app.core.account import (
+    AssetBalance,
+    InsufficientBalance,
+    OpeningBalances,
+    OwnerDelta,
+    Position,
+    assets_of,
+    change_deltas,
+    deltas_on_accept,
+)
 from app.core.domain import MarketState, OrderStatus, OrderType, Side, TimeInForce
 from app.core.order import Order
-from app.ports import DuplicateClientOrderId, OrderChange, OrderStore, StoreError
+from app.ports import (
+    DuplicateClientOrderId,
+    OrderChange,
+    OrderStore,
+    PositionUpdate,
+    StoreError,
+)
 from tests.engine_postgres import postgres_store_url, postgres_url  # noqa: F401
 
 D = Decimal
@@ -290,9 +306,15 @@ async def test_what_is_stored_survives_a_reopen(adapter: Adapter) -> None:
     await store.apply(
         [OrderChange(order, [fill])], MarketState("BTCUSDT", 3, asks=((D(2), D("0.5")),))
     )
+    change, deltas, position = await _filled(store)
+    update = PositionUpdate("alice", "BTCUSDT", position.to_row())
+    await store.apply([change], balances=deltas, positions=[update])
+    account = await store.account("alice")
     await store.close()
     again = await adapter.open()
     try:
+        assert await again.account("alice") == account
+        assert account.positions and account.balances
         loaded = await again.get("order-1")
         assert loaded is not None and loaded.fills and loaded.filled_qty == D("0.5")
         assert await again.market_state("BTCUSDT") == MarketState(
@@ -397,6 +419,11 @@ async def _check_the_upgrade(store: Any) -> None:
         assert (await store.get_by_client_order_id("alice", "k1")) is not None
         old_sell = await store.get("old-sell")
         assert old_sell is not None and old_sell.fee_asset == "FDUSD"
+        # Open orders lock what they need from the upgrade on: 1 × 0.05 BTC left to buy
+        # ETH with, and 1 BTC to sell.
+        account = await store.account("alice")
+        assert account.balances == {"BTC": AssetBalance(D("-1.05"), D("1.05"))}
+        assert account.positions == {}
         # The list keeps its order, and new orders come after the old ones.
         await store.insert_order(_order(7))
         listed = await store.list_orders("alice", status=None, symbol=None, limit=5, cursor=None)
@@ -408,3 +435,157 @@ async def _check_the_upgrade(store: Any) -> None:
         assert again is not None and again.fees == D(60) and again.fills[0].fee == D(60)
     finally:
         await store.close()
+
+
+# -- the paper account: balances and positions -------------------------------------------
+
+USDT_10000 = {"USDT": D(10000)}
+
+
+def _buy(n: int, size: str, price: str, *, owner: str = "alice") -> Order:
+    order = _order(n, owner=owner)
+    order.order_size, order.price, order.fee_asset = D(size), D(price), "BTC"
+    return order
+
+
+def _accepting(order: Order, opening: dict[str, Decimal] | None = USDT_10000) -> OpeningBalances:
+    return OpeningBalances(deltas_on_accept(order, assets_of(order.symbol)), opening)
+
+
+async def test_an_owner_is_given_the_opening_balances_once_with_its_first_order(
+    store: OrderStore,
+) -> None:
+    first = _buy(1, "0.2", "30000")
+    await store.insert_order(first, balances=_accepting(first, {"USDT": D(10000), "BTC": D(1)}))
+    account = await store.account("alice")
+    assert account.balances == {
+        "BTC": AssetBalance(D(1), D(0)), "USDT": AssetBalance(D(4000), D(6000)),
+    }  # fmt: skip
+    second = _buy(2, "0.1", "30000")
+    await store.insert_order(second, balances=_accepting(second))  # seen: no second seed
+    assert (await store.account("alice")).balances["USDT"] == AssetBalance(D(1000), D(9000))
+    assert (await store.account("bob")).balances == {}
+
+
+async def test_an_order_whose_lock_is_not_free_is_refused_and_nothing_is_stored(
+    store: OrderStore,
+) -> None:
+    await store.insert_order(_buy(0, "0.1", "30000"), balances=_accepting(_buy(0, "0.1", "30000")))
+    orders = [_buy(1, "0.1", "30000"), _buy(2, "0.3", "30000"), _buy(3, "0.1", "30000")]
+    results = await asyncio.gather(
+        *(store.insert_order(o, balances=_accepting(o)) for o in orders), return_exceptions=True
+    )
+    assert results[0] is None and results[2] is None
+    refused = results[1]
+    assert isinstance(refused, InsufficientBalance)
+    assert (refused.asset, refused.needed) == ("USDT", D(9000))
+    assert refused.free in (D(7000), D(4000), D(1000))  # the writes may land in any order
+    assert await store.get("order-2") is None  # refused whole: not stored
+    assert await store.get("order-1") is not None and await store.get("order-3") is not None
+    account = await store.account("alice")
+    assert account.balances == {"USDT": AssetBalance(D(1000), D(9000))}
+
+
+async def test_concurrent_orders_never_lock_more_than_is_free(store: OrderStore) -> None:
+    orders = [_buy(n, "0.1", "30000") for n in range(10)]  # 3000 USDT each, 10000 free
+    results = await asyncio.gather(
+        *(store.insert_order(o, balances=_accepting(o)) for o in orders), return_exceptions=True
+    )
+    assert sum(result is None for result in results) == 3
+    assert all(r is None or isinstance(r, InsufficientBalance) for r in results)
+    account = await store.account("alice")
+    assert account.balances == {"USDT": AssetBalance(D(1000), D(9000))}
+
+
+async def test_without_opening_balances_nothing_is_refused_and_free_goes_negative(
+    store: OrderStore,
+) -> None:
+    order = _buy(1, "2", "30000")
+    await store.insert_order(order, balances=_accepting(order, None))
+    assert (await store.account("alice")).balances == {"USDT": AssetBalance(D(-60000), D(60000))}
+
+
+async def _filled(store: OrderStore) -> tuple[OrderChange, list[OwnerDelta], Position]:
+    """The worked example's buy (README): 0.2 @ 30000 filled 0.1 @ 29500 and 0.1 @ 30000."""
+    order = _buy(100, "0.2", "30000")
+    await store.insert_order(order, balances=_accepting(order))
+    fills = [
+        order.record_fill(1, D(29500), D("0.1"), 10, D("0.0001")),
+        order.record_fill(2, D(30000), D("0.1"), 11, D("0.0001")),
+    ]
+    deltas = change_deltas(order, order.symbol, fills, order.status.is_final)
+    position = Position(order.symbol)
+    for fill in fills:
+        position.apply_fill(order.side, fill.price, fill.qty, fill.fee)
+    owner_deltas = [OwnerDelta("alice", d.asset, d.free, d.locked) for d in deltas]
+    return OrderChange(order, fills), owner_deltas, position
+
+
+async def test_balances_and_positions_commit_with_the_fills(store: OrderStore) -> None:
+    change, deltas, position = await _filled(store)
+    update = PositionUpdate("alice", "BTCUSDT", position.to_row())
+    await store.apply([change], balances=deltas, positions=[update])
+    account = await store.account("alice")
+    assert account.balances == {
+        "BTC": AssetBalance(D("0.1998"), D(0)), "USDT": AssetBalance(D(4050), D(0)),
+    }  # fmt: skip
+    assert account.positions == {"BTCUSDT": position.to_row()}
+    assert await store.position("alice", "BTCUSDT") == position.to_row()
+    assert await store.position("alice", "ETHUSDT") is None
+    stored = Position.from_row("BTCUSDT", account.positions["BTCUSDT"])
+    assert (stored.qty, stored.avg_entry, stored.fees) == (D("0.2"), 29750, D("5.95"))
+    assert stored == position
+
+
+async def test_a_refused_change_moves_no_balance_and_no_position(store: OrderStore) -> None:
+    change, deltas, position = await _filled(store)
+    update = PositionUpdate("alice", "BTCUSDT", position.to_row())
+    await store.apply([change], balances=deltas, positions=[update])
+    before = await store.account("alice")
+    again = Position.from_row("BTCUSDT", position.to_row())
+    again.apply_fill(Side.SELL, D(31000), D("0.1"), D("3.1"))
+    with pytest.raises(StoreError):  # the order is final: the whole write is refused
+        await store.apply(
+            [change], balances=[OwnerDelta("alice", "USDT", D("3096.9"))],
+            positions=[PositionUpdate("alice", "BTCUSDT", again.to_row())],
+        )  # fmt: skip
+    assert await store.account("alice") == before
+
+
+async def test_balances_of_many_owners_move_together_in_one_write(store: OrderStore) -> None:
+    orders = [_buy(n, "0.1", "30000", owner=owner) for n, owner in enumerate("zyx")]
+    for order in orders:
+        await store.insert_order(order, balances=_accepting(order))
+    ended = []
+    for order in orders:
+        order.finish(OrderStatus.CANCELLED, "by request", 20)
+        ended.append(OrderChange(order))
+    deltas = [
+        OwnerDelta(order.owner, d.asset, d.free, d.locked)
+        for order in orders
+        for d in change_deltas(order, order.symbol, [], ended=True)
+    ]
+    await store.apply(ended, balances=deltas)
+    for owner in "xyz":
+        assert (await store.account(owner)).balances == {"USDT": AssetBalance(D(10000), D(0))}
+
+
+async def test_concurrent_writers_of_one_balance_lose_no_update(store: OrderStore) -> None:
+    """Fills of different symbols move one owner's USDT at once (beside other executors,
+    from several processes): every delta lands."""
+    first = _buy(1, "0.1", "30000")
+    await store.insert_order(first, balances=_accepting(first))
+    writes = []
+    for n in range(2, 12):
+        other = _buy(n, "0.1", "1", owner="alice")
+        other.symbol = f"X{n}USDT"
+        await store.insert_order(other)
+        fill = other.record_fill(1, D(1), D("0.1"), 10)
+        writes.append(store.apply(
+            [OrderChange(other, [fill])],
+            balances=[OwnerDelta("alice", "USDT", D("-0.1")),
+                      OwnerDelta("alice", f"X{n}", D("0.1"))],
+        ))  # fmt: skip
+    await asyncio.gather(*writes)
+    usdt = (await store.account("alice")).balances["USDT"]
+    assert usdt == AssetBalance(D(7000) - D("1.0"), D(3000))
