@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from app import tracing
 from app.http.auth import AUTH
-from app.http.errors import ApiError, json_response, validation_error
+from app.http.errors import ApiError, json_bytes_response, json_response, validation_error
 from app.http.limits import READ_TIMEOUT
 from app.intake.service import (
     IdempotencyConflict,
@@ -27,7 +27,7 @@ from app.intake.service import (
 )
 from app.keys import INTAKE, LIMITER, SETTINGS
 from app.ports import StoreError
-from app.schemas import ErrorDetail, LimitOrderRequest, ListQuery, order_json
+from app.schemas import ErrorDetail, ListQuery, limit_order_request, order_json
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -135,7 +135,7 @@ async def _submit_order(request: web.Request) -> web.Response:
     owner = await order_request_owner(request)
     body = await read_json_object(request)
     try:
-        order_request = LimitOrderRequest.model_validate(body)
+        order_request = limit_order_request(body)
     except ValidationError as exc:
         raise validation_error(exc) from exc
     try:
@@ -156,10 +156,9 @@ async def _submit_order(request: web.Request) -> web.Response:
     except StoreError as exc:
         raise _unavailable(f"the order was not stored: {exc}") from exc
     tracing.annotate(order)
-    location = f"/orders/{order.order_id}"
-    return json_response(
-        order_json(order, with_fills=True), status=202 if created else 200,
-        headers={"Location": location},
+    return json_bytes_response(
+        orjson.dumps(order_json(order, with_fills=True)), status=202 if created else 200,
+        headers={"Location": f"/orders/{order.order_id}"},
     )  # fmt: skip
 
 
