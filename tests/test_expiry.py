@@ -1,10 +1,10 @@
-"""ExpiryTimer: one heap and one loop timer for a symbol's order expiries."""
+"""ExpiryTimer: runs in expiry order (a heap for the rest) and one loop timer per symbol."""
 
 from __future__ import annotations
 
 import asyncio
 
-from app.execution.expiry import ExpiryTimer
+from app.execution.expiry import MAX_RUNS, ExpiryTimer
 
 
 class FakeClock:
@@ -70,7 +70,7 @@ async def test_discarded_entries_are_compacted_away() -> None:
     for n in range(990):
         timer.discard(f"o{n}")
     assert len(timer) == 10
-    assert len(timer._heap) <= 2 * 10 + 64 + 1
+    assert timer.entries <= 2 * 10 + 64 + 1
     timer.close()
 
 
@@ -79,4 +79,51 @@ async def test_an_order_already_past_its_expiry_comes_due_at_once() -> None:
     timer = ExpiryTimer(lambda order_id: fired.set())
     timer.add("late", timer._clock() - 5_000_000)
     await asyncio.wait_for(fired.wait(), 1)
+    timer.close()
+
+
+async def test_orders_of_many_timeouts_interleaved_come_due_in_expiry_order() -> None:
+    clock = FakeClock()
+    due: list[str] = []
+    timer = ExpiryTimer(due.append, clock)
+    expiries: dict[str, int] = {}
+    # Accepted one after another with timeouts of their own: more distinct timeouts than
+    # runs, so some go to the heap; and a clock that steps back once.
+    for n in range(300):
+        clock.us += -500 if n == 150 else 3
+        order_id = f"o{n}"
+        expiries[order_id] = clock.us + 1_000 * ((n * 7919) % (MAX_RUNS * 6))
+        timer.add(order_id, expiries[order_id])
+    for n in range(0, 300, 5):
+        timer.discard(f"o{n}")
+        del expiries[f"o{n}"]
+    assert timer._heap, "the test must reach past the runs"
+    clock.us += 10_000_000
+    timer._fire()
+    assert [expiries[order_id] for order_id in due] == sorted(expiries.values())
+    assert set(due) == set(expiries) and len(timer) == 0 and timer.entries == 0
+    timer.close()
+
+
+async def test_orders_of_one_timeout_cost_one_run_and_no_heap_entry() -> None:
+    clock = FakeClock()
+    timer = ExpiryTimer(lambda order_id: None, clock)
+    for n in range(1_000):
+        clock.us += 1
+        timer.add(f"o{n}", clock.us + 30_000_000)
+    assert len(timer._runs) == 1 and not timer._heap
+    timer.close()
+
+
+async def test_only_what_is_due_fires_and_the_timer_waits_for_the_rest() -> None:
+    clock = FakeClock()
+    due: list[str] = []
+    timer = ExpiryTimer(due.append, clock)
+    start = clock.us
+    timer.add("b", start + 200)
+    timer.add("a", start + 100)  # sooner: a run of its own
+    timer.add("c", start + 300)
+    clock.us = start + 250
+    timer._fire()
+    assert due == ["a", "b"] and timer._armed_for == start + 300 and len(timer) == 1
     timer.close()

@@ -77,3 +77,13 @@ async def test_list_queries_use_indexes(store: SqliteStore, tmp_path: Path) -> N
             )
         )  # fmt: skip
         assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
+
+
+async def test_open_orders_read_back_share_equal_values(store: SqliteStore) -> None:
+    for n in range(3):
+        await store.insert_order(_order(n))
+    first, second, third = await store.open_orders()
+    assert first.price is second.price is third.price
+    assert first.order_size is second.order_size and first.filled_qty is second.notional
+    assert first.price == Decimal("12345678901234567890.123456789012345678")
+    assert first.filled_qty == 0 and first.order_size == Decimal("1.000000000000000001")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.core.domain import MarketState, OrderStatus
 from app.core.events import OrderEvent
-from app.core.order import Order
+from app.core.order import NO_FILLS, Order
 from app.ports import (
     DuplicateClientOrderId,
     Fence,
@@ -27,7 +28,7 @@ from app.ports import (
 
 def _copy(order: Order, *, with_fills: bool) -> Order:
     copied = copy.copy(order)
-    copied.fills = list(order.fills) if with_fills else []
+    copied.fills = list(order.fills) if with_fills else NO_FILLS
     return copied
 
 
@@ -132,6 +133,12 @@ class MemoryStore:
             for row in self._rows.values()
             if not row.order.status.is_final and (symbol is None or row.order.symbol == symbol)
         ]
+
+    async def open_counts(self) -> dict[str, int]:
+        self._check_open()
+        return dict(
+            Counter(row.order.owner for row in self._rows.values() if not row.order.status.is_final)
+        )
 
     async def market_state(self, symbol: str) -> MarketState | None:
         self._check_open()

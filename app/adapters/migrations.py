@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from app.core.symbols import QUOTE_ASSETS
+from app.core.assets import KNOWN_QUOTES
 
 
 def _fee_asset_of_existing_orders() -> str:
@@ -21,7 +21,7 @@ def _fee_asset_of_existing_orders() -> str:
         f"WHEN symbol LIKE '%{quote}' AND length(symbol) > {len(quote)} THEN "
         f"CASE WHEN side = 'buy' THEN substr(symbol, 1, length(symbol) - {len(quote)}) "
         f"ELSE '{quote}' END"
-        for quote in QUOTE_ASSETS
+        for quote in KNOWN_QUOTES
     ]
     cases.append(
         "WHEN length(symbol) > 3 THEN CASE WHEN side = 'buy' "

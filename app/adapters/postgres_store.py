@@ -317,6 +317,15 @@ class PostgresStore:
             )
         return [order_from_row(row) for row in rows]
 
+    async def open_counts(self) -> dict[str, int]:
+        """How many orders each owner has open (counted by the database, no order read)."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "SELECT owner, COUNT(*) FROM orders "
+                "WHERE status IN ('open', 'partially_filled') GROUP BY owner"
+            )
+        return {row[0]: row[1] for row in rows}
+
     async def market_state(self, symbol: str) -> MarketState | None:
         async with self._connection() as conn:
             rows = await conn.fetch(

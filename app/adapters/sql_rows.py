@@ -13,7 +13,13 @@ from typing import Any
 
 from app.core.decimals import fmt
 from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
-from app.core.order import Fill, Order
+from app.core.order import MAX_SHARED, Fill, Order
+
+_SIDES = {side.value: side for side in Side}
+_STATUSES = {status.value: status for status in OrderStatus}
+_TYPES = {kind.value: kind for kind in OrderType}
+_TIME_IN_FORCE = {tif.value: tif for tif in TimeInForce}
+_parsed: dict[str, Decimal] = {}
 
 ORDER_COLUMNS = (
     "order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status, "
@@ -53,18 +59,32 @@ def fill_row(order_id: str, fill: Fill) -> tuple[Any, ...]:
 
 
 def order_from_row(row: Sequence[Any], start: int = 0) -> Order:
-    """The order in `row[start:start + ORDER_WIDTH]`, in ORDER_COLUMNS' order."""
-    r = row[start : start + ORDER_WIDTH]
+    """The order in `row[start:start + ORDER_WIDTH]`, in ORDER_COLUMNS' order.
+
+    Positional, with the enums looked up in a dict: start-up recovery reads every open
+    order this way (`Side(...)` alone costs more than a dict lookup several times over)."""
+    (order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status,
+     filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us,
+     kind, time_in_force, fees, fee_asset) = row[start : start + ORDER_WIDTH]  # fmt: skip
     return Order(
-        order_id=r[0], owner=r[1], client_order_id=r[2], symbol=r[3],
-        side=Side(r[4]), order_size=Decimal(r[5]),
-        price=None if r[6] is None else Decimal(r[6]),
-        timeout_s=r[7], status=OrderStatus(r[8]), filled_qty=Decimal(r[9]),
-        notional=Decimal(r[10]), fill_count=r[11], reason=r[12],
-        created_at_us=r[13], updated_at_us=r[14], expires_at_us=r[15],
-        type=OrderType(r[16]), time_in_force=TimeInForce(r[17]), fees=Decimal(r[18]),
-        fee_asset=r[19],
+        order_id, owner, client_order_id, symbol, _SIDES[side], _decimal(order_size),
+        None if price is None else _decimal(price), timeout_s, _STATUSES[status],
+        created_at_us, updated_at_us, expires_at_us, _decimal(filled_qty),
+        _decimal(notional), fill_count, reason, type=_TYPES[kind],
+        time_in_force=_TIME_IN_FORCE[time_in_force], fees=_decimal(fees), fee_asset=fee_asset,
     )  # fmt: skip
+
+
+def _decimal(text: str) -> Decimal:
+    """The Decimal of a stored text, parsed once while it keeps coming back: open orders
+    read at start-up share their sizes, prices and zeros (and a dict lookup is cheaper
+    than a parse). Bounded like `shared_decimal`."""
+    value = _parsed.get(text)
+    if value is None:
+        if len(_parsed) >= MAX_SHARED:
+            _parsed.clear()
+        value = _parsed[text] = Decimal(text)
+    return value
 
 
 def order_with_fills(rows: Sequence[Sequence[Any]]) -> Order | None:

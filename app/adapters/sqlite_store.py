@@ -326,6 +326,13 @@ class SqliteStore:
             rows = await cursor.fetchall()
         return [order_from_row(row) for row in rows]
 
+    async def open_counts(self) -> dict[str, int]:
+        """How many orders each owner has open (counted by the database, no order read)."""
+        async with self._reader.execute(
+            "SELECT owner, COUNT(*) FROM orders WHERE status IN (?, ?) GROUP BY owner", _OPEN
+        ) as cursor:
+            return {owner: count for owner, count in await cursor.fetchall()}
+
     async def market_state(self, symbol: str) -> MarketState | None:
         async with self._reader.execute(
             "SELECT m.last_update_id, l.book_side, l.price, l.taken FROM market_state m "

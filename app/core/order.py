@@ -2,11 +2,64 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NoReturn, SupportsIndex
 
 from app.core.decimals import EXACT, ZERO
 from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
+
+# Values that many resting orders hold alike (a price level, a usual size or timeout) are
+# kept once: each Decimal is ~100 bytes. Bounded: past this many, start afresh.
+MAX_SHARED = 65_536
+_decimals: dict[Decimal, Decimal] = {}
+_floats: dict[float, float] = {}  # apart: 1.0 and Decimal(1) are equal dict keys
+
+
+def shared_decimal(value: Decimal) -> Decimal:
+    """An equal Decimal that other orders may hold too (fmt() shows both alike)."""
+    kept = _decimals.get(value)
+    if kept is None:
+        if len(_decimals) >= MAX_SHARED:
+            _decimals.clear()
+        kept = _decimals[value] = value
+    return kept
+
+
+def shared_float(value: float) -> float:
+    kept = _floats.get(value)
+    if kept is None:
+        if len(_floats) >= MAX_SHARED:
+            _floats.clear()
+        kept = _floats[value] = value
+    return kept
+
+
+class _NoFills(list):  # type: ignore[type-arg]
+    """The one empty, unchangeable fills list of every order whose fills are not loaded
+    (an empty list per order would cost ~72 bytes each, resting by the hundred thousand)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("an order's unloaded fills cannot change: assign a new list")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = _refuse
+
+    def __iadd__(self, other: object) -> NoReturn:  # type: ignore[override, misc]
+        self._refuse()
+
+    def __imul__(self, other: SupportsIndex) -> NoReturn:  # type: ignore[override, misc]
+        self._refuse()
+
+
+NO_FILLS: list[Fill] = _NoFills()
+
+
+def _no_fills() -> list[Fill]:
+    return NO_FILLS
 
 
 @dataclass(slots=True)
@@ -38,7 +91,7 @@ class Order:
     notional: Decimal = ZERO  # sum of price * qty over the fills, for the average price
     fill_count: int = 0
     reason: str | None = None
-    fills: list[Fill] = field(default_factory=list)  # loaded only where needed
+    fills: list[Fill] = field(default_factory=_no_fills)  # loaded only where needed
     type: OrderType = OrderType.LIMIT
     time_in_force: TimeInForce = TimeInForce.GTT
     fees: Decimal = ZERO  # the sum of the fills' fees, in fee_asset
@@ -53,12 +106,25 @@ class Order:
             self.order_id, self.owner, self.client_order_id, self.symbol, self.side,
             self.order_size, self.price, self.timeout_s, self.status, self.created_at_us,
             self.updated_at_us, self.expires_at_us, self.filled_qty, self.notional,
-            self.fill_count, self.reason, [], self.type, self.time_in_force, self.fees,
+            self.fill_count, self.reason, NO_FILLS, self.type, self.time_in_force, self.fees,
             self.fee_asset,
         )  # fmt: skip
 
+    def share_common_values(self) -> None:
+        """Hold the values many resting orders have alike as one object each (price,
+        size, timeout, symbol, owner): done as an order starts resting."""
+        self.order_size = shared_decimal(self.order_size)
+        if self.price is not None:  # None: a market order
+            self.price = shared_decimal(self.price)
+        self.timeout_s = shared_float(self.timeout_s)
+        self.symbol = sys.intern(self.symbol)
+        self.owner = sys.intern(self.owner)
+        self.fee_asset = sys.intern(self.fee_asset)
+
     @property
     def remaining_qty(self) -> Decimal:
+        if not self.filled_qty:
+            return self.order_size  # the same object: nothing new to hold while resting
         return EXACT.subtract(self.order_size, self.filled_qty)
 
     def record_fill(

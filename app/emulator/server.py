@@ -8,6 +8,11 @@ combined `/stream?streams=a/b`, live SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTION
 stream (`btcusdt@bookticker`) or an unknown symbol is accepted and simply never sends.
 
 Publishing never blocks: each connection has an outgoing queue drained by its own task.
+
+It also answers the REST `GET /api/v3/exchangeInfo` (rest-api.md) from `exchange_symbols`:
+BTCUSDT, ETHUSDT, BNBUSDT and LTCBTC to start with (see `default_exchange_symbols`), any
+other entry a test registers, and `-1121 Invalid symbol.` for the rest, with faults on
+demand (`exchange_info_fault`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,12 @@ from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
+
+from app.emulator.exchange_info import (
+    ExchangeInfoFault,
+    default_exchange_symbols,
+    exchange_info_response,
+)
 
 Quote = tuple[str, str] | Sequence[str]
 
@@ -78,6 +89,16 @@ class BinanceEmulator:
         self.connections_opened = 0
         self.requests: list[tuple[int, dict[str, Any]]] = []  # (connection id, request)
         self.closed_for_rate = 0
+        self.rest_url = ""
+        # GET /api/v3/exchangeInfo: the symbols listed, by name, as Binance's symbols[] entries.
+        self.exchange_symbols: dict[str, dict[str, Any]] = default_exchange_symbols()
+        self.exchange_info_requests: list[str] = []  # each request's query string
+        # On: a symbol not in exchange_symbols is listed with permissive filters (made-up
+        # symbols in tests and the demo); off: -1121 "Invalid symbol.", as Binance answers.
+        self.list_every_symbol = False
+        self._exchange_info_fault: ExchangeInfoFault | None = None
+        self._exchange_info_open = asyncio.Event()
+        self._exchange_info_open.set()
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -86,11 +107,13 @@ class BinanceEmulator:
         app.router.add_get("/ws", self._raw)
         app.router.add_get("/ws/{stream}", self._raw)
         app.router.add_get("/stream", self._combined)
+        app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
         bound = self._runner.addresses[0][1]  # the port chosen when asked for 0
         self.base_url = f"ws://{host}:{bound}"
+        self.rest_url = f"http://{host}:{bound}"
         return self.base_url
 
     async def stop(self) -> None:
@@ -230,6 +253,58 @@ class BinanceEmulator:
         await asyncio.sleep(0)
         for connection in list(self.connections):
             await connection.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    # -- exchange info (REST) -------------------------------------------------------------
+
+    def register_symbol(self, entry: dict[str, Any]) -> None:
+        """List `entry` (a symbols[] entry, e.g. from `symbol_entry`) under its symbol,
+        replacing what was listed; it is served as given, malformed values included."""
+        self.exchange_symbols[str(entry["symbol"])] = entry
+
+    def unlist_symbol(self, symbol: str) -> None:
+        self.exchange_symbols.pop(symbol, None)
+
+    def exchange_info_fault(self, fault: ExchangeInfoFault | None) -> None:
+        """Make exchangeInfo fail: "error" answers 500, "rate_limited" 429 with Retry-After,
+        "reset" drops the connection without an answer, "stall" never answers; None serves
+        again."""
+        self._exchange_info_fault = fault
+
+    def hold_exchange_info(self, held: bool = True) -> None:
+        """Hold every exchangeInfo answer until released (so that requests overlap)."""
+        if held:
+            self._exchange_info_open.clear()
+        else:
+            self._exchange_info_open.set()
+
+    async def _exchange_info(self, request: web.Request) -> web.StreamResponse:
+        self.exchange_info_requests.append(request.query_string)
+        await self._notify()
+        await self._exchange_info_open.wait()
+        fault = self._exchange_info_fault
+        if fault == "stall":
+            await asyncio.Event().wait()  # until the client gives up and the server stops
+        if fault == "reset":
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response()  # never written: the connection is gone
+        if fault == "rate_limited":
+            body = {
+                "code": -1003,
+                "msg": "Too many requests; current limit is 6000 request weight per 1 MINUTE.",
+            }
+            return web.json_response(body, status=429, headers={"Retry-After": "30"})
+        if fault == "error":
+            return web.json_response(
+                {"code": -1000, "msg": "An unknown error occurred."}, status=500
+            )
+        status, body = exchange_info_response(
+            self.exchange_symbols, request.query, list_every_symbol=self.list_every_symbol
+        )
+        return web.json_response(body, status=status, dumps=lambda v: orjson.dumps(v).decode())
+
+    async def wait_exchange_info_requests(self, count: int, timeout: float = 5.0) -> None:
+        await self._wait(lambda: len(self.exchange_info_requests) >= count, timeout)
 
     # -- protocol -------------------------------------------------------------------------
 

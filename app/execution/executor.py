@@ -59,7 +59,9 @@ class Executor:
         self.partitions = partitions  # None: alone, every symbol is ours
         self.owner_id = owner_id
         self._fences: dict[int, Fence] = {}  # partition -> our lease on it
-        self._open: dict[str, str] = {}  # order_id -> symbol, for every order a worker holds
+        # Orders recovered at start that no worker holds yet: ready once there are none.
+        self._unheld: set[str] = set()
+        self._all_held = asyncio.Event()
         self.status_counts: Counter[str] = Counter()
         self._retired: Counter[str] = Counter()  # totals of workers that have stopped
         self.worker_deaths = 0
@@ -70,9 +72,17 @@ class Executor:
 
     async def start(self) -> None:
         """Alone: recover every open order, then become ready. Beside others: ready at
-        once; each partition is recovered when its lease is adopted."""
+        once; each partition is recovered when its lease is adopted.
+
+        Recovered means held by the symbol workers: each has restored its market state
+        (the ledgers) and rests its orders, not merely been handed them."""
         if self.partitions is None:
-            await self._recover(await self._store.open_orders(), fence=None)
+            orders = await self._store.open_orders()
+            self._unheld = {order.order_id for order in orders}
+            await self._recover(orders, fence=None)
+            del orders  # the workers hold them now; the list would double the peak
+            if self._unheld:
+                await self._all_held.wait()
         self.ready = True
 
     async def _recover(self, orders: list[Order], fence: Fence | None) -> None:
@@ -86,6 +96,7 @@ class Executor:
                     OrderStatus.EXPIRED, "expired: the service was down at expires_at", now
                 )
                 expired.append(order)
+                self._unheld.discard(order.order_id)
             else:
                 resumed += 1
                 self._route(order)
@@ -199,7 +210,7 @@ class Executor:
     # -- workers --------------------------------------------------------------------------
 
     def _route(self, order: Order, trace: dict[str, str] | None = None) -> None:
-        self.holding(order)
+        order.share_common_values()  # it may rest for long: its price etc. kept once
         self._worker(order.symbol).submit(Add(order, trace=trace))
 
     def _worker(self, symbol: str) -> SymbolWorker:
@@ -240,19 +251,23 @@ class Executor:
     # -- WorkerHooks: what workers tell the executor ------------------------------------------
 
     def holding(self, order: Order) -> None:
-        self._open.setdefault(order.order_id, order.symbol)
+        # Which orders are open is what the workers hold (`open_count`): no index of our
+        # own, which would cost a dict entry per resting order.
+        if self._unheld:
+            self._unheld.discard(order.order_id)
+            if not self._unheld:
+                self._all_held.set()
 
     async def ended(self, orders: list[Order]) -> None:
         owners: Counter[str] = Counter()
         for order in orders:
-            self._open.pop(order.order_id, None)
             self.status_counts[order.status.value] += 1
             owners[order.owner] += 1
         for owner, count in owners.items():
             await self._limiter.release_open(owner, count)
 
     def dropped(self, order: Order) -> None:
-        self._open.pop(order.order_id, None)
+        pass  # nothing of ours to forget: the open orders are what the workers hold
 
     def idle(self, worker: SymbolWorker) -> bool:
         if self._stopping or self._workers.get(worker.symbol) is not worker:
@@ -269,7 +284,8 @@ class Executor:
 
     @property
     def open_count(self) -> int:
-        return len(self._open)
+        """Orders the workers hold (one routed a moment ago counts once its worker has it)."""
+        return sum(len(worker.orders) for worker in self._workers.values())
 
     @staticmethod
     def _totals_of(worker: SymbolWorker) -> dict[str, int]:
@@ -290,7 +306,7 @@ class Executor:
     def state(self) -> dict[str, object]:
         return {
             "ready": self.ready,
-            "open_orders": len(self._open),
+            "open_orders": self.open_count,
             "symbols": sorted(s for s, w in self._workers.items() if w.orders),
             "workers": len(self._workers),
             "worker_rebuilds": self.worker_totals()["rebuilds"],

@@ -1,7 +1,11 @@
 """One websocket client's outgoing side: a bounded queue and its own writer task.
 
-The producer (the hub) only ever appends to a client's queue and never waits for the
-socket, so a slow or stuck client delays nobody. Order events are never dropped: a
+The producer (the hub) never waits for the socket, so a slow or stuck client delays
+nobody. A client that keeps up (nothing queued, its socket's buffer nearly empty) gets
+each event frame written straight to its transport, the same pre-built bytes as every
+other client, without a task switch; the frames of one round of events go out in one
+write (`flush`). A client that falls behind gets its frames through the queue and its
+writer task, which waits for the socket to drain. Order events are never dropped: a
 client whose queue overflows is closed with a clear code and reason, and can reconnect
 and resubscribe for a fresh snapshot. Book quotes are conflated: per symbol only the
 latest is kept until the writer gets to it.
@@ -17,10 +21,17 @@ from dataclasses import dataclass, field
 from aiohttp import WSCloseCode, web
 
 from app.core.events import EventKind
+from app.push.frames import Frame
 
 OVERFLOW_CLOSE_CODE = WSCloseCode.TRY_AGAIN_LATER  # 1013
 OVERFLOW_REASON = "too slow: outgoing queue full; reconnect and resubscribe for a snapshot"
 CLOSE_TIMEOUT_S = 2.0
+# Bytes the transport may already hold (the kernel's buffer being full) and a frame still be
+# written straight to it; past this the client is behind and its frames wait in the queue.
+DIRECT_BUFFER_LIMIT = 64 * 1024
+# Frames one round may hold for a client before they are written (a quote that fills many
+# orders at once): so what goes straight to a transport is bounded, as the queue is.
+MAX_UNFLUSHED = 64
 
 
 @dataclass(slots=True)
@@ -28,7 +39,9 @@ class OrderInterest:
     """Where a client is in one subscribed order's event stream."""
 
     ready: bool = False  # snapshot sent; until then events wait in `held`
-    held: list[tuple[EventKind, int, str]] = field(default_factory=list)  # (kind, fill seq, frame)
+    held: list[tuple[EventKind, int, Frame]] = field(
+        default_factory=list
+    )  # (kind, fill seq, frame)
     fill_seq: int = 0  # the last fill the client has (in the snapshot or pushed)
     final: bool = False  # the client has seen the order end
 
@@ -41,9 +54,12 @@ class PushClient:
         *,
         max_queue: int,
         abort: Callable[[], None] | None = None,
+        transport: asyncio.WriteTransport | None = None,
     ) -> None:
         self.ws = ws
         self._abort = abort
+        self._transport = transport  # None: every frame goes through the writer task
+        self._unflushed: list[bytes] = []  # frames for the transport, written on `flush`
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self.owner = owner
@@ -62,8 +78,11 @@ class PushClient:
     # -- producer side (never awaits) ---------------------------------------------------
 
     def send(self, frame: str) -> None:
+        """A message through the queue and the writer task (answers, snapshots, errors)."""
         if self.closing:
             return
+        if self._unflushed:
+            self.flush()  # what was pushed before this goes out before it
         if len(self._frames) >= self._max_queue:
             self.overflowed = True
             self.close(OVERFLOW_CLOSE_CODE, OVERFLOW_REASON)
@@ -75,6 +94,43 @@ class PushClient:
         self._frames.append(frame)
         self._wake.set()
 
+    def push(self, frame: Frame) -> bool:
+        """An event's frame: held for the next `flush` if the client keeps up, else queued.
+        True when the client has just become one to flush (once per round)."""
+        if self.closing:
+            return False
+        unflushed = self._unflushed
+        if unflushed:
+            unflushed.append(frame.wire)
+            if len(unflushed) >= MAX_UNFLUSHED:
+                self.flush()  # a long round: written now, and the next push looks again
+            return False
+        if self._frames or not self._keeps_up():
+            self.send(frame.text)
+            return False
+        unflushed.append(frame.wire)
+        return True
+
+    def flush(self) -> None:
+        """Write the frames pushed since the last flush to the socket, in one write."""
+        unflushed = self._unflushed
+        if not unflushed:
+            return
+        self._unflushed = []
+        transport = self._transport
+        if transport is None or transport.is_closing() or self.ws.closed:
+            return  # gone: it resubscribes for a snapshot if it comes back
+        transport.write(unflushed[0] if len(unflushed) == 1 else b"".join(unflushed))
+
+    def _keeps_up(self) -> bool:
+        transport = self._transport
+        return (
+            transport is not None
+            and transport.get_write_buffer_size() <= DIRECT_BUFFER_LIMIT
+            and not transport.is_closing()
+            and not self.ws.closed
+        )
+
     def send_book(self, symbol: str, frame: str) -> None:
         if self.closing:
             return
@@ -83,6 +139,7 @@ class PushClient:
 
     def close(self, code: int, reason: str) -> None:
         if not self.closing:
+            self.flush()  # what was pushed goes out before the close frame
             self.closing = True
             self.close_code = code
             self._close_reason = reason
@@ -90,7 +147,7 @@ class PushClient:
 
     @property
     def pending(self) -> int:
-        return len(self._frames) + len(self._latest_book)
+        return len(self._unflushed) + len(self._frames) + len(self._latest_book)
 
     async def _close_now(self) -> None:
         try:

@@ -1,7 +1,9 @@
 """Fans order events and book quotes out to websocket clients.
 
-One bus subscription for the whole process; each event is encoded once and the same
-text frame is queued for every interested client.
+One bus subscription for the whole process; each event is encoded once, as a complete
+websocket frame, and the same bytes go to every interested client. The clients that keep
+up are written to once per round of events (the events the bus handed over together,
+such as a fill and the order's end), in one callback after the round.
 
 Snapshot then deltas with no gap and no duplicate: a client's interest in an order is
 registered *before* its snapshot is read from the store, and events that arrive while the
@@ -12,6 +14,7 @@ and dropped, or newer and sent after the snapshot, in order.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +28,7 @@ from app.core.domain import BookUpdate
 from app.core.events import EventKind, OrderEvent
 from app.ports import EventBus
 from app.push.client import OrderInterest, PushClient
+from app.push.frames import Frame
 from app.schemas import fill_json, order_json
 
 
@@ -47,7 +51,7 @@ def book_message(update: BookUpdate) -> dict[str, Any]:
     }
 
 
-def _order_frame(event: OrderEvent) -> str:
+def _order_frame(event: OrderEvent) -> Frame:
     """The event as the contract shows it, rendered once for every client that gets it."""
     message: dict[str, Any] = {
         "type": "order",
@@ -56,7 +60,7 @@ def _order_frame(event: OrderEvent) -> str:
     }
     if event.fill is not None:
         message["fill"] = fill_json(event.fill)
-    return encode(message)
+    return Frame.of(orjson.dumps(message))
 
 
 class PushHub:
@@ -76,6 +80,7 @@ class PushHub:
         self._by_book: dict[str, set[PushClient]] = defaultdict(set)
         self._last_book: dict[str, str] = {}
         self._per_owner: Counter[str] = Counter()
+        self._to_flush: list[PushClient] = []  # clients with frames pushed this round
 
     async def run(self) -> None:
         subscription = self._bus.subscribe()
@@ -100,29 +105,51 @@ class PushHub:
             span.set_attributes({"event": event.kind.value, "clients": self._dispatch(event)})
 
     def _dispatch(self, event: OrderEvent) -> int:
-        """Queue the event's frame for every client it concerns; how many there were."""
-        sent = 0
-        frame: str | None = None
+        """Push the event's frame to every client it concerns; how many there were."""
         watchers = self._by_order.get(event.order_id, ())
         channel = self._orders_channel.get(event.owner, ())
-        for client in (*watchers, *(c for c in channel if c not in watchers)):
-            if client.owner != event.owner:
-                continue
-            frame = frame or _order_frame(event)
-            sent += 1
+        mine = [client for client in watchers if client.owner == event.owner]
+        if not mine and not channel:
+            return 0
+        frame = _order_frame(event)
+        for client in mine:
             interest = client.orders.get(event.order_id)
             if interest is None:
-                client.send(frame)
+                self._push(client, frame)
             elif not interest.ready:
                 interest.held.append((event.kind, event.fill_seq, frame))
             else:
                 self._deliver(client, interest, event.kind, event.fill_seq, frame)
+        sent = len(mine)
+        # The channel's clients that do not watch the order itself: no snapshot to follow.
+        to_flush = self._to_flush
+        flushing = bool(to_flush)
+        for client in channel:
+            if client in watchers:
+                continue
+            sent += 1
+            if client.push(frame):
+                to_flush.append(client)
+        if to_flush and not flushing:
+            asyncio.get_running_loop().call_soon(self._flush)
         return sent
 
-    @staticmethod
+    def _push(self, client: PushClient, frame: Frame) -> None:
+        if client.push(frame):
+            if not self._to_flush:
+                asyncio.get_running_loop().call_soon(self._flush)
+            self._to_flush.append(client)
+
+    def _flush(self) -> None:
+        """The round is over: one write per client that was pushed to."""
+        clients, self._to_flush = self._to_flush, []
+        for client in clients:
+            client.flush()
+
     def _deliver(
-        client: PushClient, interest: OrderInterest, kind: EventKind, fill_seq: int, frame: str
-    ) -> None:
+        self, client: PushClient, interest: OrderInterest, kind: EventKind, fill_seq: int,
+        frame: Frame,
+    ) -> None:  # fmt: skip
         if interest.final or kind is EventKind.ACCEPTED:
             return  # the snapshot already covers it
         if kind is EventKind.FILL:
@@ -131,7 +158,7 @@ class PushHub:
             interest.fill_seq = fill_seq
         elif kind.is_final:
             interest.final = True
-        client.send(frame)
+        self._push(client, frame)
 
     def on_update(self, update: BookUpdate) -> None:
         clients = self._by_book.get(update.symbol)

@@ -153,7 +153,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     transport = request.transport
     client = PushClient(
-        ws, owner, max_queue=MAX_QUEUE, abort=transport.abort if transport else None
+        ws,
+        owner,
+        max_queue=MAX_QUEUE,
+        abort=transport.abort if transport else None,
+        transport=transport,
     )
     hub.add_client(client)
     client.start()

@@ -219,6 +219,22 @@ async def test_open_orders_oldest_first_per_symbol(store: OrderStore) -> None:
     assert [o.order_id for o in await store.open_orders("BTCUSDT")] == ["order-0", "order-3"]
 
 
+async def test_open_counts_per_owner_count_only_open_orders(store: OrderStore) -> None:
+    assert await store.open_counts() == {}  # type: ignore[attr-defined]
+    orders = [_order(n, owner="bob" if n == 4 else "alice") for n in range(5)]
+    for order in orders:
+        await store.insert_order(order)
+    done = orders[1]
+    done.finish(OrderStatus.CANCELLED, "by request", 2)
+    partly = orders[2]
+    fill = partly.record_fill(1, D(10), D("0.25"), 3)
+    await store.apply([OrderChange(done), OrderChange(partly, [fill])])
+    counts = await store.open_counts()  # type: ignore[attr-defined]
+    assert counts == {"alice": 3, "bob": 1}
+    opened = await store.open_orders()
+    assert counts == {o: sum(x.owner == o for x in opened) for o in ("alice", "bob")}
+
+
 async def test_market_state_is_kept_with_the_fills(store: OrderStore) -> None:
     assert await store.market_state("BTCUSDT") is None
     order = _order(1)
