@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -149,6 +149,100 @@ class MarketOrderRequest(BaseModel):
         return TimeInForce.IOC
 
 
+class OrderFields(NamedTuple):
+    """A valid body of POST /order/limit, as `LimitOrderRequest` would hold it."""
+
+    symbol: str
+    order_size: Decimal
+    price: Decimal
+    side: Side
+    timeout_s: float | None
+    client_order_id: str | None
+    time_in_force: TimeInForce = TimeInForce.GTT
+    type: OrderType = OrderType.LIMIT
+
+
+_REQUEST_FIELDS = frozenset(LimitOrderRequest.model_fields)
+_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+_TIME_IN_FORCE = {tif.value: tif for tif in TimeInForce}
+_MAX_TIMEOUT_S = 86400
+
+
+def limit_order_request(body: dict[str, Any]) -> OrderFields | LimitOrderRequest:
+    """The order a body asks for, validated once.
+
+    The usual body (decimal strings or integers, a plain side, a whole or exact timeout)
+    is checked here directly, by the same rules as `LimitOrderRequest` (the same functions
+    where there are any); anything else, every invalid body among it, is left to the model,
+    so each error (a 422 naming its field) is the model's own. Raises ValidationError.
+    """
+    fields = _exact_fields(body)
+    return LimitOrderRequest.model_validate(body) if fields is None else fields
+
+
+def _plain_positive_decimal(value: object) -> Decimal | None:
+    """`_strict_decimal(value)` for a valid value; None for any other (or a rare type)."""
+    kind = type(value)
+    if kind is str:
+        text: str = value  # type: ignore[assignment]
+        if not rules.is_decimal_text(text):
+            return None
+        whole, _, fraction = text.partition(".")
+        whole, fraction = whole.lstrip("0"), fraction.rstrip("0")
+        # > 0, < 10^20 (at most 20 digits before the point), at most 18 after it.
+        if not (whole or fraction) or len(whole) > 20 or len(fraction) > MAX_FRACTION_DIGITS:
+            return None
+        return Decimal(text)
+    if kind is int or kind is Decimal:
+        try:
+            return _strict_decimal(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _exact_fields(body: dict[str, Any]) -> OrderFields | None:
+    """OrderFields when the body is valid and plain; None to let the model decide."""
+    if not _REQUEST_FIELDS.issuperset(body):
+        return None
+    symbol = body.get("symbol")
+    if not isinstance(symbol, str) or not rules.is_symbol(symbol):
+        return None
+    side_text = body.get("side", "sell")
+    side = _SIDES.get(side_text.lower()) if type(side_text) is str else None
+    if side is None:
+        return None
+    timeout = body.get("timeout_s")
+    timeout_s: float | None = None
+    if timeout is not None:
+        if type(timeout) is int:
+            if not 0 < timeout <= _MAX_TIMEOUT_S:
+                return None
+        elif type(timeout) is not Decimal or not timeout.is_finite():
+            return None
+        timeout_s = float(timeout)  # as the model: a finite Decimal becomes its float
+        if not 0 < timeout_s <= _MAX_TIMEOUT_S:
+            return None
+    client_order_id = body.get("client_order_id")
+    if client_order_id is not None and (
+        type(client_order_id) is not str
+        or not 1 <= len(client_order_id) <= 64
+        or client_order_id.strip() != client_order_id  # the model strips whitespace first
+    ):
+        return None
+    tif_text = body.get("time_in_force", "GTT")
+    time_in_force = _TIME_IN_FORCE.get(tif_text.upper()) if type(tif_text) is str else None
+    if time_in_force is None:
+        return None
+    order_size = _plain_positive_decimal(body.get("order_size"))
+    price = _plain_positive_decimal(body.get("price"))
+    if order_size is None or price is None:
+        return None
+    return OrderFields(
+        symbol.upper(), order_size, price, side, timeout_s, client_order_id, time_in_force
+    )
+
+
 class FillView(BaseModel):
     """A fill as CONTRACT.md shows it; `fill_json` builds it."""
 
@@ -205,7 +299,16 @@ def fill_json(fill: Fill) -> dict[str, object]:
 
 def order_json(order: Order, *, with_fills: bool) -> dict[str, object]:
     """The order object; with its fills under `fills`, or without that key at all."""
-    average = avg_price(order.notional, order.filled_qty)
+    size = fmt(order.order_size)
+    created = rfc3339(order.created_at_us)
+    filled = order.filled_qty
+    if filled:
+        average = avg_price(order.notional, filled)
+        filled_text, remaining = fmt(filled), fmt(order.remaining_qty)
+        average_text = None if average is None else fmt(average)
+    else:  # not filled yet (an order just accepted): nothing more to compute
+        filled_text, remaining, average_text = "0", size, None
+    updated = order.updated_at_us
     body: dict[str, object] = {
         "order_id": order.order_id,
         "client_order_id": order.client_order_id,
@@ -213,17 +316,17 @@ def order_json(order: Order, *, with_fills: bool) -> dict[str, object]:
         "side": order.side.value,
         "type": order.type.value,
         "time_in_force": order.time_in_force.value,
-        "order_size": fmt(order.order_size),
+        "order_size": size,
         "price": None if order.price is None else fmt(order.price),
         "status": order.status.value,
-        "filled_qty": fmt(order.filled_qty),
-        "remaining_qty": fmt(order.remaining_qty),
-        "avg_price": None if average is None else fmt(average),
-        "created_at": rfc3339(order.created_at_us),
-        "updated_at": rfc3339(order.updated_at_us),
+        "filled_qty": filled_text,
+        "remaining_qty": remaining,
+        "avg_price": average_text,
+        "created_at": created,
+        "updated_at": created if updated == order.created_at_us else rfc3339(updated),
         "expires_at": rfc3339(order.expires_at_us),
         "reason": order.reason,
-        "fees": fmt(order.fees),
+        "fees": fmt(order.fees) if order.fees else "0",
         "fee_asset": order.fee_asset,
     }
     if with_fills:

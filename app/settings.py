@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.domain import StreamKind
-from app.core.fees import DEFAULT_FEE_RATE
+from app.core.fees import DEFAULT_FEE_RATE, check_fee_rate
 
 
 def _default_static_dir() -> Path:
@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # OpenTelemetry (app/tracing.py): otlp sends to OTEL_EXPORTER_OTLP_ENDPOINT.
     tracing: Literal["off", "console", "otlp"] = "off"
     # Paper account (CONTRACT.md): the fee of a fill, as a fraction of its value.
-    fee_rate: Decimal = Field(DEFAULT_FEE_RATE, ge=0, lt=1, allow_inf_nan=False, decimal_places=18)
+    fee_rate: Decimal = DEFAULT_FEE_RATE
 
     # Internal tuning, not part of the contract.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         if not value.startswith(("ws://", "wss://")):
             raise ValueError("must start with ws:// or wss://")
         return value.rstrip("/")
+
+    @field_validator("fee_rate")
+    @classmethod
+    def _fee_rate(cls, value: Decimal) -> Decimal:
+        return check_fee_rate(value)  # every fee exact: 0 <= rate < 1, <= 18 decimals
 
     @field_validator("store_url")
     @classmethod

@@ -22,6 +22,7 @@ import struct
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -45,11 +46,11 @@ def _masked(opcode: int, payload: bytes) -> bytes:
 class Tally:
     """How many clients of this process have had their n-th event of each kind."""
 
-    def __init__(self, clients: int, fills: int) -> None:
+    def __init__(self, clients: int, fills: int, say: Callable[[str], None]) -> None:
         self.clients = clients
         self.fills = fills
+        self.say = say
         self.counts: Counter[tuple[str, int]] = Counter()
-        self.fills_done = 0
         self.all_done = asyncio.get_running_loop().create_future()
 
     def saw(self, kind: str, n: int) -> None:
@@ -57,8 +58,7 @@ class Tally:
         self.counts[key] += 1
         if self.counts[key] == self.clients:
             del self.counts[key]
-            sys.stdout.write(f"{kind} {n}\n")
-            sys.stdout.flush()
+            self.say(f"{kind} {n}")
             if kind == "filled" and n == self.fills and not self.all_done.done():
                 self.all_done.set_result(None)
 
@@ -138,9 +138,18 @@ def _write(output: str, latencies: list[float]) -> None:
     Path(output).write_bytes(orjson.dumps(latencies))
 
 
-async def main(host: str, port: int, clients: int, fills: int, output: str) -> None:
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def run_clients(
+    host: str, port: int, clients: int, fills: int, say: Callable[[str], None]
+) -> list[float]:
+    """Connect and subscribe the clients, say `ready`, and return the latencies (ms) once
+    every client has had `fills` fills and the orders' ends."""
     loop = asyncio.get_running_loop()
-    tally = Tally(clients, fills)
+    tally = Tally(clients, fills, say)
     connected: list[Client] = []
     for _ in range(clients):
         key = base64.b64encode(os.urandom(16)).decode()
@@ -152,7 +161,7 @@ async def main(host: str, port: int, clients: int, fills: int, output: str) -> N
         await loop.create_connection(partial(_same, client), host, port)
         await asyncio.wait_for(client.subscribed, 30)
         connected.append(client)
-    print("ready", flush=True)
+    say("ready")
     await asyncio.wait_for(tally.all_done, 600)
     latencies = [
         (arrived - _epoch(orjson.loads(payload)["fill"]["ts"])) * 1000
@@ -162,8 +171,12 @@ async def main(host: str, port: int, clients: int, fills: int, output: str) -> N
     for client in connected:
         if client.transport is not None:
             client.transport.abort()
-    _write(output, latencies)
-    print("written", flush=True)
+    return latencies
+
+
+async def main(host: str, port: int, clients: int, fills: int, output: str) -> None:
+    _write(output, await run_clients(host, port, clients, fills, say))
+    say("written")
 
 
 if __name__ == "__main__":

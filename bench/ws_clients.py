@@ -1,7 +1,11 @@
 """N websocket clients in their own process, all on channel `orders`; measures how long
 each fill took from the upstream frame's arrival at the service to this client.
 
-Prints `ready` once every client is subscribed, then one JSON line with p50/p99 (ms).
+    python bench/ws_clients.py <http://host:port> <clients> <fills>
+
+Prints `ready` once every client is subscribed, then one JSON line with p50/p99 (ms). The
+clients are bench/push_clients.py's lean ones (the arrival time taken as the bytes arrive,
+JSON parsed after the run); bench/push.py spreads them over several processes instead.
 """
 
 from __future__ import annotations
@@ -9,48 +13,23 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
-from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
 
-import aiohttp
+if not __package__:  # run as a script (as bench/__main__.py does): `bench` is at the root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.push_clients import run_clients
 
 
-def _epoch(ts: str) -> float:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+def _only_ready(line: str) -> None:
+    if line == "ready":
+        print(line, flush=True)
 
 
 async def main(base: str, clients: int, fills: int) -> None:
-    latencies: list[float] = []
-    done = asyncio.Event()
-    finished = [0]
-    # Every websocket holds its connection: lift the default 100-connection pool limit.
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        sockets = []
-        for _ in range(clients):
-            ws = await session.ws_connect(f"{base.replace('http', 'ws')}/ws?channel=orders")
-            await ws.receive_json()  # subscribed
-            sockets.append(ws)
-
-        async def listen(ws: aiohttp.ClientWebSocketResponse) -> None:
-            seen = 0
-            async for message in ws:
-                arrived = time.time()
-                event = json.loads(message.data)
-                if event.get("event") == "fill":
-                    latencies.append((arrived - _epoch(event["fill"]["ts"])) * 1000)
-                    seen += 1
-                    if seen == fills:
-                        break
-            finished[0] += 1
-            if finished[0] == clients:
-                done.set()
-
-        tasks = [asyncio.create_task(listen(ws)) for ws in sockets]
-        print("ready", flush=True)
-        await asyncio.wait_for(done.wait(), 300)
-        for task in tasks:
-            task.cancel()
-    latencies.sort()
+    url = urlsplit(base)
+    assert url.hostname is not None and url.port is not None
+    latencies = sorted(await run_clients(url.hostname, url.port, clients, fills, _only_ready))
     print(json.dumps({"p50_ms": latencies[len(latencies) // 2],
                       "p99_ms": latencies[int(len(latencies) * 0.99)]}), flush=True)  # fmt: skip
 

@@ -122,7 +122,7 @@ function renderOrder(order, flash) {
     cell(order.symbol),
     cell(order.side, `side-${order.side}`),
     cell(order.order_size),
-    cell(order.price),
+    cell(order.price ?? "market"),
   );
   const status = document.createElement("td");
   status.innerHTML = `<span class="badge ${order.status}">${order.status.replace("_", " ")}</span>`;

@@ -39,7 +39,7 @@ from app.core.account import (
 )
 from app.core.decimals import EXACT, ZERO
 from app.core.domain import BookUpdate, OrderStatus, Side
-from app.core.fees import FeeAsset, check_fee_rate, fee_asset_kind, fee_for, fee_in_quote
+from app.core.fees import FeeAsset, check_fee_rate, fee_for, fee_in_quote
 from app.core.order import Order
 from app.core.positions import show
 
@@ -81,11 +81,9 @@ def balance(balances: Balances, asset: str) -> tuple[str, str]:
 
 
 def test_a_buy_pays_its_fee_in_the_base_asset_and_a_sell_in_the_quote_asset() -> None:
-    assert fee_for(Side.BUY, D("30000"), D("0.1"), RATE) == D("0.0001")
-    assert fee_asset_kind(Side.BUY) is FeeAsset.BASE
-    assert fee_for(Side.SELL, D("31200"), D("0.15"), RATE) == D("4.68")
-    assert fee_asset_kind(Side.SELL) is FeeAsset.QUOTE
-    assert fee_for(Side.SELL, D("31200"), D("0.15"), ZERO) == ZERO
+    assert fee_for(Side.BUY, D("30000"), D("0.1"), RATE) == (D("0.0001"), FeeAsset.BASE)
+    assert fee_for(Side.SELL, D("31200"), D("0.15"), RATE) == (D("4.68"), FeeAsset.QUOTE)
+    assert fee_for(Side.SELL, D("31200"), D("0.15"), ZERO) == (ZERO, FeeAsset.QUOTE)
     # valued in the quote asset: a buy's base-asset fee at its fill price
     assert fee_in_quote(Side.BUY, D("29500"), D("0.0001")) == D("2.95")
     assert fee_in_quote(Side.SELL, D("31200"), D("4.68")) == D("4.68")
@@ -95,13 +93,13 @@ def test_the_largest_fee_is_exact_in_the_exact_context() -> None:
     """qty, price < 10^20 with 18 places (38 digits each) and a rate < 1 with 18 places
     (18 digits): the product needs 94 digits, EXACT has 100 and traps Inexact."""
     rate = check_fee_rate(D("0.999999999999999999"))
-    fee = fee_for(Side.SELL, TOP, TOP, rate)  # would raise Inexact if it rounded
+    fee, _ = fee_for(Side.SELL, TOP, TOP, rate)  # would raise Inexact if it rounded
     assert Fraction(fee) == Fraction(TOP) * Fraction(TOP) * Fraction(rate)
     assert len(fee.as_tuple().digits) == 94
     # ...so a context of 93 digits would have had to round it: the bound is real.
     with pytest.raises(Inexact):
         Context(prec=93, traps=[Inexact]).multiply(EXACT.multiply(TOP, TOP), rate)
-    buy_fee = fee_for(Side.BUY, TOP, TOP, rate)
+    buy_fee, _ = fee_for(Side.BUY, TOP, TOP, rate)
     assert Fraction(buy_fee) == Fraction(TOP) * Fraction(rate)
     # the largest market-buy reserve (size × ask × 1.05) is exact too
     reserve = market_buy_reserve("BTCUSDT", TOP, TOP, enforced=True)
@@ -453,7 +451,7 @@ def test_worked_example() -> None:
     position = Position("BTCUSDT")
 
     def fill(order: PaperOrder, price: str, qty: str) -> Decimal:
-        fee = fee_for(order.side, D(price), D(qty), RATE)
+        fee, _ = fee_for(order.side, D(price), D(qty), RATE)
         balances.apply(deltas_on_fill(order, SimpleFill(D(price), D(qty)), fee, BTCUSDT))
         position.apply_fill(order.side, D(price), D(qty), fee)
         order.fill(D(price), D(qty))
@@ -607,7 +605,7 @@ def test_balances_are_conserved_and_lock_what_open_orders_need(
             elif order.side is Side.BUY and price * qty > expected_lock(order):
                 overspent = True
                 event("a market buy paid beyond its reserve")
-            fee = fee_for(order.side, price, qty, rate)
+            fee, _ = fee_for(order.side, price, qty, rate)
             deltas = deltas_on_fill(order, SimpleFill(price, qty), fee, assets)
             order.fill(price, qty)
             assert deltas == deltas_on_fills(order, [SimpleFill(price, qty, fee)], assets)

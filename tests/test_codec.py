@@ -117,7 +117,8 @@ def test_a_market_buys_reserve_travels_with_its_command() -> None:
     order.reserve = Decimal("10500.000000000000000001")
     back = decode_command(encode_command(AddOrder(order)))
     assert isinstance(back, AddOrder) and back.order.reserve == order.reserve
-    assert decode_event(encode_event(order_event(EventKind.ACCEPTED, _order()))).order.reserve is None
+    limit = decode_event(encode_event(order_event(EventKind.ACCEPTED, _order())))
+    assert limit.order.reserve is None
 
 
 def test_an_event_written_before_the_paper_account_decodes_as_a_limit_gtt_order() -> None:

@@ -1,4 +1,4 @@
-"""A fill's fee and the asset it is paid in (CONTRACT.md, "Fees"), and symbol splitting."""
+"""The asset an order's fees are paid in, from its symbol and side, and exact fees."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from app.core.domain import Side
 from app.core.fees import fee_for
-from app.core.symbols import QUOTE_ASSETS, fee_asset, split_symbol
+from app.core.symbols import fee_asset, symbol_assets
 
 D = Decimal
 
@@ -26,12 +26,8 @@ D = Decimal
     ],
 )  # fmt: skip
 def test_a_symbol_splits_into_base_and_quote(symbol: str, base: str, quote: str) -> None:
-    assert split_symbol(symbol) == (base, quote)
-
-
-def test_longer_quote_assets_are_tried_first() -> None:
-    lengths = [len(asset) for asset in QUOTE_ASSETS]
-    assert lengths == sorted(lengths, reverse=True)
+    assets = symbol_assets(symbol)
+    assert (assets.base, assets.quote) == (base, quote)
 
 
 def test_a_buy_pays_in_the_base_asset_and_a_sell_in_the_quote() -> None:
@@ -41,10 +37,10 @@ def test_a_buy_pays_in_the_base_asset_and_a_sell_in_the_quote() -> None:
 
 def test_fees_are_exact() -> None:
     rate = D("0.001")
-    assert fee_for(Side.BUY, D("61850.5"), D("0.00245"), rate) == D("0.00000245")
-    assert fee_for(Side.SELL, D("61850.5"), D("0.00245"), rate) == D("0.151533725")
+    assert fee_for(Side.BUY, D("61850.5"), D("0.00245"), rate)[0] == D("0.00000245")
+    assert fee_for(Side.SELL, D("61850.5"), D("0.00245"), rate)[0] == D("0.151533725")
     top = D("99999999999999999999.999999999999999999")
-    fee = fee_for(Side.SELL, top, top, D("0.000000000000000001"))  # 94 significant digits
+    fee, _ = fee_for(Side.SELL, top, top, D("0.000000000000000001"))  # 94 significant digits
     with localcontext(Context(prec=200)):
         assert fee.scaleb(18) == top * top
-    assert fee_for(Side.BUY, D("1"), D("5"), D(0)) == 0
+    assert fee_for(Side.BUY, D("1"), D("5"), D(0))[0] == 0

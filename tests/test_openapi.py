@@ -26,6 +26,28 @@ async def test_openapi_document(client: TestClient) -> None:  # type: ignore[typ
     assert order["properties"]["filled_qty"]["type"] == "string"  # decimals are strings
 
 
+async def test_openapi_documents_market_orders_time_in_force_and_fees(
+    client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    market = document["paths"]["/order/market"]["post"]
+    assert market["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/MarketOrderRequest"
+    }
+    assert {"202", "200", "422", "429"} <= set(market["responses"])
+    request = schemas["MarketOrderRequest"]
+    assert set(request["properties"]) == {"symbol", "side", "order_size", "client_order_id"}
+    assert set(request["required"]) == {"symbol", "side", "order_size"}
+    assert request["additionalProperties"] is False
+    assert "time_in_force" in schemas["LimitOrderRequest"]["properties"]
+    assert schemas["TimeInForce"]["enum"] == ["GTT", "IOC", "FOK"]
+    order = schemas["OrderView"]["properties"]
+    assert {"type", "time_in_force", "fees", "fee_asset"} <= set(order)
+    assert {"type": "null"} in order["price"]["anyOf"]  # null for a market order
+    assert {"fee", "fee_asset"} <= set(schemas["FillView"]["properties"])
+
+
 @pytest.mark.slow
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     tmp_path: Path, emulator: BinanceEmulator

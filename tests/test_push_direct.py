@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import struct
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.http import WebSocketWriter
+from aiohttp.test_utils import TestClient
 
 from app.adapters.inprocess import InProcessBus
 from app.core.domain import OrderStatus, Side
 from app.core.events import EventKind, OrderEvent
 from app.core.order import Order
+from app.emulator.server import BinanceEmulator
 from app.push.client import (
     DIRECT_BUFFER_LIMIT,
     MAX_UNFLUSHED,
@@ -29,6 +32,7 @@ from app.push.client import (
 )
 from app.push.frames import Frame
 from app.push.hub import PushHub
+from tests.helpers import place, stream
 
 
 class FakeTransport:
@@ -245,3 +249,28 @@ async def test_a_long_round_goes_through_the_queue_once_the_socket_is_full() -> 
     await client.finish()
     assert len(transport.writes) == 1
     assert seqs(socket.sent) == list(range(MAX_UNFLUSHED + 1, MAX_UNFLUSHED + 11))
+
+
+async def test_over_real_sockets_each_client_gets_each_fill_once_in_order(
+    client: TestClient,
+    emulator: BinanceEmulator,  # type: ignore[type-arg]
+) -> None:
+    fills = 6
+    channel = [await client.ws_connect("/ws?channel=orders") for _ in range(6)]
+    for ws in channel:
+        assert (await ws.receive_json(timeout=5))["type"] == "subscribed"
+    order = await place(client, order_size=str(fills), price="10")
+    watchers = [await client.ws_connect(f"/ws?order_id={order['order_id']}") for _ in range(2)]
+    await emulator.wait_subscribed(stream("LTCBTC"))
+    for n in range(fills):  # a new, higher level each time, one unit at each
+        emulator.book_ticker("LTCBTC", f"10.{n}", "1", "11", "1")
+    for ws in [*channel, *watchers]:
+        received: list[dict[str, Any]] = []
+        async with asyncio.timeout(5):
+            while not received or received[-1].get("event") != "filled":
+                received.append(await ws.receive_json())
+        fill_seqs = [m["fill"]["seq"] for m in received if m.get("event") == "fill"]
+        snapshot = [m for m in received if m.get("event") == "snapshot"]
+        already = len(snapshot[0]["order"]["fills"]) if snapshot else 0  # watchers only
+        assert fill_seqs == list(range(already + 1, fills + 1))
+        await ws.close()

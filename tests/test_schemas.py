@@ -5,10 +5,23 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.order import Order
-from app.schemas import FillView, OrderList, OrderView, fill_json, order_json
+from app.schemas import (
+    FillView,
+    LimitOrderRequest,
+    OrderFields,
+    OrderList,
+    OrderView,
+    _exact_fields,
+    fill_json,
+    limit_order_request,
+    order_json,
+)
 
 
 def _order(**changes: object) -> Order:
@@ -116,3 +129,140 @@ def test_a_list_page_is_an_order_list() -> None:
     page = {"orders": [order_json(o, with_fills=False) for o in CASES.values()], "next_cursor": "7"}
     listed = OrderList.model_validate(page)
     assert listed.model_dump(mode="json", exclude={"orders": {"__all__": {"fills"}}}) == page
+
+
+# -- the order request's one validation pass -------------------------------------------------
+
+_DECIMAL_VALUES = st.one_of(
+    st.from_regex(r"\A[0-9]{1,22}(\.[0-9]{1,21})?\Z"),
+    st.sampled_from(["0", "0.0", "00", "1e3", ".5", "5.", " 5", "+5", "NaN", "\u0663", ""]),
+    st.sampled_from(
+        [  # the bounds: 18 digits after the point (trailing zeros aside), < 10^20
+            "0.0000000000000000001",
+            "1.0000000000000000000",
+            "0.000000000000000001",
+            "100000000000000000000",
+            "099999999999999999999",
+            "99999999999999999999.999999999999999999",
+        ]
+    ),
+    st.integers(min_value=-(10**21), max_value=10**21),
+    st.decimals(allow_nan=True, allow_infinity=True, places=None),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+)
+_BODY_VALUES = {
+    "symbol": st.one_of(
+        st.from_regex(r"\A[A-Za-z0-9]{1,22}\Z"),
+        st.sampled_from(["btc\u0131", "\u00df\u00df", " BTCUSDT", "BTC-USDT"]),
+        st.integers(),
+    ),
+    "order_size": _DECIMAL_VALUES,
+    "price": _DECIMAL_VALUES,
+    "side": st.one_of(
+        st.sampled_from(["buy", "sell", "BUY", "Sell", " sell", "sell ", "hold", ""]), st.integers()
+    ),
+    "timeout_s": st.one_of(
+        st.integers(min_value=-5, max_value=90_000),
+        st.decimals(allow_nan=True, allow_infinity=True),
+        st.booleans(),
+        st.floats(),
+        st.sampled_from(["600", "soon", 10**400]),
+    ),
+    "client_order_id": st.one_of(
+        st.text(max_size=70), st.sampled_from(["", " key", "key\t", "x" * 64, "x" * 65])
+    ),
+    "time_in_force": st.one_of(
+        st.sampled_from(["GTT", "IOC", "FOK", "ioc", "Fok", " IOC", "GTC", "", "gtt "]),
+        st.integers(),
+        st.none(),
+    ),
+    "unknown_field": st.integers(),
+}
+_VALID_DECIMALS = st.one_of(
+    st.from_regex(r"\A[1-9][0-9]{0,19}(\.[0-9]{1,18})?\Z"), st.integers(1, 10**20 - 1)
+)
+_VALID_BODIES = st.fixed_dictionaries(
+    {
+        "symbol": st.from_regex(r"\A[A-Za-z0-9]{2,20}\Z"),
+        "order_size": _VALID_DECIMALS,
+        "price": _VALID_DECIMALS,
+    },
+    optional={
+        "side": st.sampled_from(["buy", "sell", "BUY", "Sell"]),
+        "timeout_s": st.one_of(st.integers(1, 86400), st.decimals("0.001", "86400", places=3)),
+        "client_order_id": st.text(
+            st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=64
+        ),
+        "time_in_force": st.sampled_from(["GTT", "IOC", "FOK", "ioc", "fok", "gtt"]),
+    },
+)
+# Valid bodies with some fields (maybe none) replaced by anything, valid or not.
+_BODIES = st.builds(
+    lambda valid, changes: {**valid, **changes},
+    _VALID_BODIES,
+    st.fixed_dictionaries({}, optional=_BODY_VALUES),  # type: ignore[arg-type]
+)
+
+
+def _as_model_holds(fields: OrderFields) -> dict[str, object]:
+    return {name: (type(value), repr(value)) for name, value in fields._asdict().items()}
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_BODIES)
+def test_the_direct_check_accepts_only_what_the_model_accepts_and_holds_the_same(
+    body: dict[str, object],
+) -> None:
+    fields = _exact_fields(body)
+    try:
+        model = LimitOrderRequest.model_validate(body)
+    except ValidationError:
+        assert fields is None, body  # refused: the model's own 422 names the field
+        return
+    if fields is not None:
+        as_model = OrderFields(*(getattr(model, name) for name in OrderFields._fields))
+        assert _as_model_holds(fields) == _as_model_holds(as_model), body
+
+
+_BOUNDS = ["0.0000000000000000001", "1.0000000000000000000", "0.000000000000000001", "0.0",
+           "100000000000000000000", "099999999999999999999", "0", "000",
+           "99999999999999999999.999999999999999999", 10**20, 10**20 - 1, 0, -1]  # fmt: skip
+
+
+@pytest.mark.parametrize("field", ["order_size", "price"])
+@pytest.mark.parametrize("value", _BOUNDS)
+def test_each_decimal_bound_is_judged_as_the_model_judges_it(field: str, value: object) -> None:
+    test_the_direct_check_accepts_only_what_the_model_accepts_and_holds_the_same.hypothesis.inner_test(  # type: ignore[attr-defined]
+        {"symbol": "LTCBTC", "order_size": "1", "price": "1", field: value}
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"symbol": "BENCHUSDT", "side": "sell", "order_size": "1", "price": "1000",
+         "timeout_s": 600},
+        {"symbol": "ltcbtc", "order_size": 3, "price": Decimal("0.50")},
+        {"symbol": "LTCBTC", "side": "BUY", "order_size": "0.000000000000000001",
+         "price": "99999999999999999999.999999999999999999", "timeout_s": Decimal("0.5"),
+         "client_order_id": "k" * 64},
+    ],
+)  # fmt: skip
+def test_the_usual_body_is_validated_directly_without_the_model(body: dict[str, object]) -> None:
+    fields = limit_order_request(body)
+    assert isinstance(fields, OrderFields)
+    model = LimitOrderRequest.model_validate(body)
+    assert fields == OrderFields(*(getattr(model, name) for name in OrderFields._fields))
+
+
+def test_a_body_the_model_must_judge_is_left_to_it() -> None:
+    with pytest.raises(ValidationError) as refused:
+        limit_order_request({"symbol": "LTCBTC", "order_size": "0", "price": "1", "x": 1})
+    assert {error["loc"][0] for error in refused.value.errors()} == {"order_size", "x"}
+    # Valid but not plain (a padded key, a timeout as text): the model decides, and accepts.
+    accepted = limit_order_request({"symbol": "LTCBTC", "order_size": "1", "price": "1",
+                                    "client_order_id": " key ", "timeout_s": "60"})  # fmt: skip
+    assert isinstance(accepted, LimitOrderRequest)
+    assert (accepted.client_order_id, accepted.timeout_s) == ("key", 60.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from decimal import Decimal
 
 import pytest
 
@@ -26,6 +27,13 @@ def test_contract_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.market_stream is StreamKind.BOOK_TICKER
     assert settings.api_tokens == {} and settings.allowed_origins == ()
     assert (settings.rate_limit_per_s, settings.max_open_orders) == (100, 10000)
+    assert settings.fee_rate == Decimal("0.001")
+
+
+def test_the_fee_rate_is_an_exact_fraction_below_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _settings(monkeypatch, FEE_RATE="0.00075").fee_rate == Decimal("0.00075")
+    assert _settings(monkeypatch, FEE_RATE="0").fee_rate == 0
+    assert _settings(monkeypatch, FEE_RATE="0.999999999999999999").fee_rate < 1
 
 
 def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,6 +64,10 @@ def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("API_TOKENS", "alice"),
         ("RATE_LIMIT_PER_S", "-1"),
         ("MAX_OPEN_ORDERS", "many"),
+        ("FEE_RATE", "1"),
+        ("FEE_RATE", "-0.001"),
+        ("FEE_RATE", "NaN"),
+        ("FEE_RATE", "0.1%"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_one_line(name: str, value: str, tmp_path) -> None:  # type: ignore[no-untyped-def]

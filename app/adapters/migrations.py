@@ -15,9 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 from app.core.account import OwnerDelta, open_order_locks
+from app.core.assets import KNOWN_QUOTES
 from app.core.decimals import fmt
 from app.core.domain import Side
-from app.core.symbols import QUOTE_ASSETS
 
 
 def _fee_asset_of_existing_orders() -> str:
@@ -27,7 +27,7 @@ def _fee_asset_of_existing_orders() -> str:
         f"WHEN symbol LIKE '%{quote}' AND length(symbol) > {len(quote)} THEN "
         f"CASE WHEN side = 'buy' THEN substr(symbol, 1, length(symbol) - {len(quote)}) "
         f"ELSE '{quote}' END"
-        for quote in QUOTE_ASSETS
+        for quote in KNOWN_QUOTES
     ]
     cases.append(
         "WHEN length(symbol) > 3 THEN CASE WHEN side = 'buy' "

@@ -21,7 +21,7 @@ from app.ports import AccountState, PositionUpdate
 _SIDES = {side.value: side for side in Side}
 _STATUSES = {status.value: status for status in OrderStatus}
 _TYPES = {kind.value: kind for kind in OrderType}
-_TIMES_IN_FORCE = {tif.value: tif for tif in TimeInForce}
+_TIME_IN_FORCE = {tif.value: tif for tif in TimeInForce}
 _parsed: dict[str, Decimal] = {}
 
 ORDER_COLUMNS = (
@@ -73,7 +73,7 @@ def order_from_row(row: Sequence[Any], start: int = 0) -> Order:
         order_id, owner, client_order_id, symbol, _SIDES[side], _decimal(order_size),
         None if price is None else _decimal(price), timeout_s, _STATUSES[status],
         created_at_us, updated_at_us, expires_at_us, _decimal(filled_qty), _decimal(notional),
-        fill_count, reason, type=_TYPES[kind], time_in_force=_TIMES_IN_FORCE[time_in_force],
+        fill_count, reason, type=_TYPES[kind], time_in_force=_TIME_IN_FORCE[time_in_force],
         fees=_decimal(fees), fee_asset=fee_asset,
         reserve=None if reserve is None else Decimal(reserve),
     )  # fmt: skip

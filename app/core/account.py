@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
 
 from app.core.assets import SymbolAssets, guess_assets
 from app.core.balances import (
@@ -32,7 +31,7 @@ from app.core.balances import (
 )
 from app.core.decimals import EXACT, ZERO
 from app.core.positions import Position, PositionRow, Quote, show
-from app.core.symbols import split_symbol
+from app.core.symbols import symbol_assets
 
 __all__ = [
     "MARKET_BUY_RESERVE_FACTOR",
@@ -88,12 +87,10 @@ def account_view(
     }
 
 
-@lru_cache(maxsize=4096)
 def assets_of(symbol: str) -> SymbolAssets:
-    """The symbol's assets as its fills' fees name them (`app.core.symbols.split_symbol`),
-    so that a fee and the balance it is taken from always agree on the asset."""
-    base, quote = split_symbol(symbol)
-    return SymbolAssets(base, quote)
+    """The symbol's assets as its fills' fees name them (`app.core.symbols`), so that a
+    fee and the balance it is taken from always agree on the asset."""
+    return symbol_assets(symbol)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,4 @@
-"""The fee of one fill (CONTRACT.md, "Fees"): a buy pays in the base asset it receives, a
-sell in the quote asset.
+"""The fee of one fill: a buy pays in the base asset it receives, a sell in the quote asset.
 
 Exactness: a price and a quantity are < 10^20 with at most 18 fractional digits, so each
 coefficient has at most 38 digits; a fee rate accepted by `check_fee_rate` (0 <= rate < 1,
@@ -16,8 +15,8 @@ from decimal import Decimal
 from app.core.decimals import EXACT, ZERO
 from app.core.domain import Side
 
-DEFAULT_FEE_RATE = Decimal("0.001")  # FEE_RATE's default (CONTRACT.md)
 MAX_RATE_PLACES = 18
+DEFAULT_FEE_RATE = Decimal("0.001")  # FEE_RATE's default (CONTRACT.md)
 
 
 class FeeAsset(enum.StrEnum):
@@ -32,12 +31,12 @@ def fee_asset_kind(side: Side) -> FeeAsset:
     return FeeAsset.BASE if side is Side.BUY else FeeAsset.QUOTE
 
 
-def fee_for(side: Side, price: Decimal, qty: Decimal, rate: Decimal) -> Decimal:
-    """`qty × rate` in the base asset for a buy, `qty × price × rate` in the quote asset
-    for a sell (`fee_asset_kind`); exact (EXACT traps any rounding)."""
+def fee_for(side: Side, price: Decimal, qty: Decimal, rate: Decimal) -> tuple[Decimal, FeeAsset]:
+    """The fee of a fill of `qty` at `price`: `qty × rate` (buy) or `qty × price × rate`
+    (sell), exact, and the asset kind it is paid in."""
     if side is Side.BUY:
-        return EXACT.multiply(qty, rate)
-    return EXACT.multiply(EXACT.multiply(qty, price), rate)
+        return EXACT.multiply(qty, rate), FeeAsset.BASE
+    return EXACT.multiply(EXACT.multiply(qty, price), rate), FeeAsset.QUOTE
 
 
 def fee_in_quote(side: Side, price: Decimal, fee: Decimal) -> Decimal:

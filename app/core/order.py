@@ -122,6 +122,7 @@ class Order:
         self.timeout_s = shared_float(self.timeout_s)
         self.symbol = sys.intern(self.symbol)
         self.owner = sys.intern(self.owner)
+        self.fee_asset = sys.intern(self.fee_asset)
 
     @property
     def remaining_qty(self) -> Decimal:

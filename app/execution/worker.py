@@ -351,7 +351,7 @@ class SymbolWorker:
         for execution in executions:
             order = self.orders[execution.order_id]
             price, qty = execution.price, execution.qty
-            fee = fee_for(order.side, price, qty, rate) if rate else ZERO
+            fee = fee_for(order.side, price, qty, rate)[0] if rate else ZERO
             fill = order.record_fill(execution.update_id, price, qty, ts_us, fee)
             batch.changed(order).new_fills.append(fill)  # type: ignore[attr-defined]
             trace = self._order_span("execution.fill", order, batch, fill) if self._traces else None

@@ -32,15 +32,25 @@ _CODES = {
 }
 
 
-def _dumps(value: object) -> str:
-    return orjson.dumps(value).decode()
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"  # as aiohttp's json_response says
 
 
 def json_response(
     data: object, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
-    """A JSON response encoded with orjson (several times faster than the stdlib)."""
-    return web.json_response(data, status=status, headers=headers, dumps=_dumps)
+    """A JSON response encoded with orjson straight to bytes (aiohttp's json_response
+    would take a str and encode it again)."""
+    return json_bytes_response(orjson.dumps(data), status=status, headers=headers)
+
+
+def json_bytes_response(
+    body: bytes, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A response whose JSON body is already encoded."""
+    all_headers = {"Content-Type": JSON_CONTENT_TYPE}
+    if headers:
+        all_headers.update(headers)
+    return web.Response(body=body, status=status, headers=all_headers)
 
 
 class ApiError(Exception):

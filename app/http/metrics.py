@@ -19,6 +19,7 @@ from app.http.errors import Handler
 
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 HTTP_LATENCY = web.AppKey("http_latency", Histogram)
+HTTP_LATENCY_BY_ROUTE = web.AppKey("http_latency_by_route", dict[tuple[str, object], Histogram])
 
 
 class ServiceCollector(Collector):
@@ -94,9 +95,21 @@ async def latency_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     finally:
         if request.path != "/ws":  # a websocket's "latency" is its whole life
-            request.app[HTTP_LATENCY].labels(request.method, _route_name(request)).observe(
-                time.perf_counter() - started
-            )
+            _latency_of(request).observe(time.perf_counter() - started)
+
+
+def _latency_of(request: web.Request) -> Histogram:
+    """The route's histogram child; `labels()` looked up once per method and route."""
+    children = request.app[HTTP_LATENCY_BY_ROUTE]
+    key = (request.method, request.match_info.route)
+    child = children.get(key)
+    if child is None:
+        if len(children) > 1024:  # unmatched routes come and go: never grow without bound
+            children.clear()
+        child = children[key] = request.app[HTTP_LATENCY].labels(
+            request.method, _route_name(request)
+        )
+    return child
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -114,6 +127,7 @@ def setup_metrics(app: web.Application) -> None:
         registry=registry,
         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
     )
+    app[HTTP_LATENCY_BY_ROUTE] = {}
     registry.register(ServiceCollector(app))
     app.middlewares.append(latency_middleware)
     app.router.add_get("/metrics", metrics)

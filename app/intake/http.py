@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from app import tracing
 from app.http.auth import AUTH
-from app.http.errors import ApiError, json_response, validation_error
+from app.http.errors import ApiError, json_bytes_response, json_response, validation_error
 from app.http.limits import READ_TIMEOUT
 from app.intake.service import (
     IdempotencyConflict,
@@ -33,6 +34,8 @@ from app.schemas import (
     LimitOrderRequest,
     ListQuery,
     MarketOrderRequest,
+    OrderFields,
+    limit_order_request,
     order_json,
 )
 
@@ -131,9 +134,9 @@ async def order_request_owner(request: web.Request) -> str:
 @routes.post("/order/limit")
 async def submit_order(request: web.Request) -> web.Response:
     if not tracing.ENABLED:
-        return await _submit_order(request, LimitOrderRequest)
+        return await _submit_order(request, limit_order_request)
     with tracing.span("POST /order/limit", kind="server") as span:  # the order's trace
-        response = await _submit_order(request, LimitOrderRequest)
+        response = await _submit_order(request, limit_order_request)
         span.set_attribute("http.response.status_code", response.status)
         return response
 
@@ -141,20 +144,21 @@ async def submit_order(request: web.Request) -> web.Response:
 @routes.post("/order/market")
 async def submit_market_order(request: web.Request) -> web.Response:
     if not tracing.ENABLED:
-        return await _submit_order(request, MarketOrderRequest)
+        return await _submit_order(request, MarketOrderRequest.model_validate)
     with tracing.span("POST /order/market", kind="server") as span:  # the order's trace
-        response = await _submit_order(request, MarketOrderRequest)
+        response = await _submit_order(request, MarketOrderRequest.model_validate)
         span.set_attribute("http.response.status_code", response.status)
         return response
 
 
 async def _submit_order(
-    request: web.Request, model: type[LimitOrderRequest] | type[MarketOrderRequest]
+    request: web.Request,
+    parse: Callable[[dict[str, Any]], OrderFields | LimitOrderRequest | MarketOrderRequest],
 ) -> web.Response:
     owner = await order_request_owner(request)
     body = await read_json_object(request)
     try:
-        order_request = model.model_validate(body)
+        order_request = parse(body)
     except ValidationError as exc:
         raise validation_error(exc) from exc
     try:
@@ -175,10 +179,9 @@ async def _submit_order(
     except StoreError as exc:
         raise _unavailable(f"the order was not stored: {exc}") from exc
     tracing.annotate(order)
-    location = f"/orders/{order.order_id}"
-    return json_response(
-        order_json(order, with_fills=True), status=202 if created else 200,
-        headers={"Location": location},
+    return json_bytes_response(
+        orjson.dumps(order_json(order, with_fills=True)), status=202 if created else 200,
+        headers={"Location": f"/orders/{order.order_id}"},
     )  # fmt: skip
 
 

@@ -105,16 +105,14 @@ class PushHub:
             span.set_attributes({"event": event.kind.value, "clients": self._dispatch(event)})
 
     def _dispatch(self, event: OrderEvent) -> int:
-        """Queue the event's frame for every client it concerns; how many there were."""
-        sent = 0
-        frame: Frame | None = None
+        """Push the event's frame to every client it concerns; how many there were."""
         watchers = self._by_order.get(event.order_id, ())
         channel = self._orders_channel.get(event.owner, ())
-        for client in (*watchers, *(c for c in channel if c not in watchers)):
-            if client.owner != event.owner:
-                continue
-            frame = frame or _order_frame(event)
-            sent += 1
+        mine = [client for client in watchers if client.owner == event.owner]
+        if not mine and not channel:
+            return 0
+        frame = _order_frame(event)
+        for client in mine:
             interest = client.orders.get(event.order_id)
             if interest is None:
                 self._push(client, frame)
@@ -122,6 +120,18 @@ class PushHub:
                 interest.held.append((event.kind, event.fill_seq, frame))
             else:
                 self._deliver(client, interest, event.kind, event.fill_seq, frame)
+        sent = len(mine)
+        # The channel's clients that do not watch the order itself: no snapshot to follow.
+        to_flush = self._to_flush
+        flushing = bool(to_flush)
+        for client in channel:
+            if client in watchers:
+                continue
+            sent += 1
+            if client.push(frame):
+                to_flush.append(client)
+        if to_flush and not flushing:
+            asyncio.get_running_loop().call_soon(self._flush)
         return sent
 
     def _push(self, client: PushClient, frame: Frame) -> None:
