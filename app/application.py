@@ -25,6 +25,9 @@ import structlog
 from aiohttp import web
 
 from app import tracing
+from app.account import http as account_http
+from app.account.quotes import LatestQuotes
+from app.account.reader import AccountReader
 from app.adapters.binance.feed import BinanceFeed
 from app.adapters.inprocess import InProcessBus, InProcessCommandQueue
 from app.adapters.local_limiter import LocalLimiter
@@ -115,6 +118,8 @@ class QuoteFanout:
 
 
 QUOTES = web.AppKey("quotes", QuoteFanout)
+# The latest quote per symbol this process sees: market buys' reserves, unrealized P&L.
+LATEST_QUOTES = web.AppKey("latest_quotes", LatestQuotes)
 
 
 async def _tracing_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -191,6 +196,9 @@ async def _market_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[FEED] = feed
     app[MARKET] = MarketInterest(feed)
+    latest = app[LATEST_QUOTES]
+    quotes.on_update.append(latest.on_update)
+    quotes.on_stream_lost.append(latest.forget)
     await feed.start()
     yield
     await feed.stop()
@@ -199,20 +207,31 @@ async def _market_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _push_ctx(app: web.Application) -> AsyncIterator[None]:
     """The hub. Its book quotes come from this process's feed, or, beside other processes,
     from the book channel that the symbol's executor publishes on."""
+    latest = app[LATEST_QUOTES]
+    reader = app[account_http.ACCOUNT_READER] = AccountReader(
+        app[STORE], latest, enforced=app[SETTINGS].paper_balances is not None
+    )
     books = app.get(BOOKS)
     if books is not None:
         from app.adapters.redis_book import RedisBookChannel
 
         assert isinstance(books, RedisBookChannel)
         hub = app[PUSH_HUB] = PushHub(
-            app[BUS], acquire_book=books.watch, release_book=books.unwatch
-        )
-        books.listen(hub.on_update)
+            app[BUS], acquire_book=books.watch, release_book=books.unwatch,
+            read_account=reader.view,
+        )  # fmt: skip
+
+        def relayed(update: BookUpdate) -> None:
+            hub.on_update(update)
+            latest.on_update(update)
+
+        books.listen(relayed)
     else:
         market = app[MARKET]
         hub = app[PUSH_HUB] = PushHub(
-            app[BUS], acquire_book=market.acquire, release_book=market.release
-        )
+            app[BUS], acquire_book=market.acquire, release_book=market.release,
+            read_account=reader.view,
+        )  # fmt: skip
         app[QUOTES].on_update.append(hub.on_update)
     app[TASKS].spawn(hub.run(), name="push-hub", endless=True)
     yield
@@ -233,6 +252,8 @@ async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
         default_timeout_s=settings.order_timeout_seconds,
         max_open_orders=settings.max_open_orders,
         execution_ready=execution_ready,
+        paper_balances=settings.paper_balances,
+        best_ask=app[LATEST_QUOTES].best_ask,
     )
     await intake.start()
     yield
@@ -316,6 +337,7 @@ def create_app(
     app[SETTINGS] = settings
     app[OWNER_ID] = executor_id()
     app[READ_TIMEOUT] = read_timeout_s
+    app[LATEST_QUOTES] = LatestQuotes()
     app.add_routes(health.routes)
     setup_metrics(app)
     app.cleanup_ctx.append(_tracing_ctx)
@@ -325,6 +347,7 @@ def create_app(
     if serves_api:
         app[AUTH] = Authenticator(settings.api_tokens)
         app.add_routes(intake_http.routes)
+        app.add_routes(account_http.routes)
         app.add_routes(ws.routes)
         setup_pages(app, settings.static_dir)
         setup_openapi(app)

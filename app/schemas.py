@@ -339,6 +339,33 @@ class OrderList(BaseModel):
     next_cursor: str | None
 
 
+class BalanceView(BaseModel):
+    """One asset of an owner's paper balances (CONTRACT.md, "Paper account")."""
+
+    asset: str
+    free: str  # may be below 0 when PAPER_BALANCES is empty
+    locked: str  # what the owner's open orders need
+
+
+class PositionView(BaseModel):
+    """An owner's position in one symbol: average cost, fees excluded from the P&L."""
+
+    symbol: str
+    qty: str  # base asset bought minus sold
+    avg_entry_price: str | None  # null when flat
+    realized_pnl: str
+    unrealized_pnl: str | None  # against the latest bid (long) or ask (short); null: none
+    fees: str  # every fee of the symbol, valued in the quote asset
+
+
+class AccountResponse(BaseModel):
+    """GET /account, and the /ws account channel's `{"type": "account", ...}`;
+    `app.core.account.account_view` builds it."""
+
+    balances: list[BalanceView]
+    positions: list[PositionView]
+
+
 class ErrorDetail(BaseModel):
     field: str
     message: str

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.core.balances import parse_paper_balances
 from app.core.domain import StreamKind
 from app.core.fees import DEFAULT_FEE_RATE, check_fee_rate
 
@@ -50,6 +51,9 @@ class Settings(BaseSettings):
     tracing: Literal["off", "console", "otlp"] = "off"
     # Paper account (CONTRACT.md): the fee of a fill, as a fraction of its value.
     fee_rate: Decimal = DEFAULT_FEE_RATE
+    # `ASSET:amount,...`: what each owner starts with when first seen; empty (None): no
+    # balance is enforced, everything is still counted.
+    paper_balances: Annotated[dict[str, Decimal] | None, NoDecode] = None
 
     # Internal tuning, not part of the contract.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -75,6 +79,13 @@ class Settings(BaseSettings):
     @classmethod
     def _fee_rate(cls, value: Decimal) -> Decimal:
         return check_fee_rate(value)  # every fee exact: 0 <= rate < 1, <= 18 decimals
+
+    @field_validator("paper_balances", mode="before")
+    @classmethod
+    def _paper_balances(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_paper_balances(value)  # ValueError names the bad entry
+        return value
 
     @field_validator("store_url")
     @classmethod

@@ -48,6 +48,22 @@ async def test_openapi_documents_market_orders_time_in_force_and_fees(
     assert {"fee", "fee_asset"} <= set(schemas["FillView"]["properties"])
 
 
+async def test_openapi_documents_the_account(client: TestClient) -> None:  # type: ignore[type-arg]
+    document = await (await client.get("/openapi.json")).json()
+    account = document["paths"]["/account"]["get"]
+    assert account["security"] == [{"bearer": []}]
+    assert account["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AccountResponse"
+    }
+    schemas = document["components"]["schemas"]
+    assert set(schemas["BalanceView"]["properties"]) == {"asset", "free", "locked"}
+    position = schemas["PositionView"]["properties"]
+    assert set(position) == {
+        "symbol", "qty", "avg_entry_price", "realized_pnl", "unrealized_pnl", "fees",
+    }  # fmt: skip
+    assert {"type": "null"} in position["unrealized_pnl"]["anyOf"]
+
+
 @pytest.mark.slow
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     tmp_path: Path, emulator: BinanceEmulator

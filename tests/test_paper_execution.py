@@ -32,8 +32,9 @@ class RecordingStore(MemoryStore):
         market: MarketState | None = None,
         events: Sequence[OrderEvent] = (),
         fence: Fence | None = None,
+        **account: Any,
     ) -> None:
-        await super().apply(changes, market, events, fence)
+        await super().apply(changes, market, events, fence, **account)
         if changes:
             self.commits_made.append(
                 [(c.order.order_id, c.order.status, len(c.new_fills)) for c in changes]

@@ -9,14 +9,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from app.core.account import AssetBalance, Balances, Position, Quote, account_view
 from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.order import Order
 from app.schemas import (
+    AccountResponse,
     FillView,
     LimitOrderRequest,
     OrderFields,
     OrderList,
     OrderView,
+    PositionView,
     _exact_fields,
     fill_json,
     limit_order_request,
@@ -266,3 +269,43 @@ def test_a_body_the_model_must_judge_is_left_to_it() -> None:
                                     "client_order_id": " key ", "timeout_s": "60"})  # fmt: skip
     assert isinstance(accepted, LimitOrderRequest)
     assert (accepted.client_order_id, accepted.timeout_s) == ("key", 60.0)
+
+
+# -- the paper account -------------------------------------------------------------------
+
+
+def _account_views() -> list[dict[str, object]]:
+    balances = Balances(
+        {"USDT": AssetBalance(Decimal("8725.32")),
+         "BTC": AssetBalance(Decimal("-0.5"), Decimal(1))},
+        enforced=False,
+    )  # fmt: skip
+    long, flat, unmarked = Position("BTCUSDT"), Position("ETHUSDT"), Position("LTCBTC")
+    long.apply_fill(Side.BUY, Decimal(1), Decimal(1), Decimal("0.001"))
+    long.apply_fill(Side.BUY, Decimal(2), Decimal(2), Decimal("0.002"))  # average 5/3
+    flat.apply_fill(Side.BUY, Decimal(10), Decimal(1), Decimal(0))
+    flat.apply_fill(Side.SELL, Decimal(12), Decimal(1), Decimal(0))
+    unmarked.apply_fill(Side.SELL, Decimal("0.05"), Decimal(3), Decimal(0))
+    quotes = {"BTCUSDT": Quote(Decimal(2), None), "ETHUSDT": Quote(None, None)}
+    return [
+        account_view(balances, [long, flat, unmarked], quotes),
+        account_view(Balances(enforced=True), [], {}),
+    ]
+
+
+@pytest.mark.parametrize("view", _account_views())
+def test_the_account_view_is_the_account_response(view: dict[str, object]) -> None:
+    model = AccountResponse.model_validate(view)
+    assert model.model_dump(mode="json") == view
+    assert list(view) == list(AccountResponse.model_fields)
+    for row in model.positions:
+        assert list(row.model_dump()) == list(PositionView.model_fields)
+
+
+def test_the_account_view_shows_nulls_where_the_contract_does() -> None:
+    view = _account_views()[0]
+    positions = {row["symbol"]: row for row in view["positions"]}  # type: ignore[index, union-attr]
+    assert positions["ETHUSDT"]["avg_entry_price"] is None  # flat
+    assert positions["ETHUSDT"]["unrealized_pnl"] == "0"
+    assert positions["LTCBTC"]["unrealized_pnl"] is None  # short, no ask known
+    assert positions["BTCUSDT"]["avg_entry_price"] == "1.666666666666666667"

@@ -24,13 +24,17 @@ class FlakyStore(SqliteStore):
     attempts = 0
 
     async def apply(
-        self, changes: Sequence[OrderChange], market: MarketState | None = None, *rest: Any
+        self,
+        changes: Sequence[OrderChange],
+        market: MarketState | None = None,
+        *rest: Any,
+        **account: Any,
     ) -> None:
         self.attempts += 1
         if self.failures:
             self.failures -= 1
             raise OSError("disk I/O error")
-        await super().apply(changes, market, *rest)
+        await super().apply(changes, market, *rest, **account)
 
 
 @pytest.fixture

@@ -185,10 +185,10 @@ class RefusingStore(SqliteStore):
 
     refused_order = ""
 
-    async def apply(self, changes: Any, market: Any = None, *rest: Any) -> None:
+    async def apply(self, changes: Any, market: Any = None, *rest: Any, **account: Any) -> None:
         if any(c.order.order_id == self.refused_order and c.new_fills for c in changes):
             raise ValueError("a change the store cannot take")
-        await super().apply(changes, market, *rest)
+        await super().apply(changes, market, *rest, **account)
 
 
 async def test_a_commit_that_cannot_succeed_is_not_retried_forever(tmp_path: Path) -> None:

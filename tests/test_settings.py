@@ -5,11 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+import app
 from app.core.domain import StreamKind
 from app.settings import Settings
+
+_CHECKOUT = str(Path(app.__file__).resolve().parents[1])
 
 
 def _settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
@@ -34,6 +38,13 @@ def test_the_fee_rate_is_an_exact_fraction_below_1(monkeypatch: pytest.MonkeyPat
     assert _settings(monkeypatch, FEE_RATE="0.00075").fee_rate == Decimal("0.00075")
     assert _settings(monkeypatch, FEE_RATE="0").fee_rate == 0
     assert _settings(monkeypatch, FEE_RATE="0.999999999999999999").fee_rate < 1
+
+
+def test_paper_balances_are_exact_amounts_by_asset(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _settings(monkeypatch).paper_balances is None  # empty: nothing enforced
+    settings = _settings(monkeypatch, PAPER_BALANCES="USDT:10000, btc:0.5")
+    assert settings.paper_balances == {"USDT": Decimal(10000), "BTC": Decimal("0.5")}
+    assert _settings(monkeypatch, PAPER_BALANCES=" ").paper_balances is None
 
 
 def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,12 +79,16 @@ def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("FEE_RATE", "-0.001"),
         ("FEE_RATE", "NaN"),
         ("FEE_RATE", "0.1%"),
+        ("PAPER_BALANCES", "USDT=10000"),
+        ("PAPER_BALANCES", "USDT:-1"),
+        ("PAPER_BALANCES", "USDT:1,usdt:2"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_one_line(name: str, value: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = subprocess.run(
         [sys.executable, "-m", "app"],
-        env={"PATH": "/usr/bin:/bin", name: value, "DATABASE_PATH": str(tmp_path / "x.db")},
+        env={"PATH": "/usr/bin:/bin", name: value, "DATABASE_PATH": str(tmp_path / "x.db"),
+             "PYTHONPATH": _CHECKOUT},  # this checkout's app, whatever is installed
         capture_output=True, text=True, timeout=30, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 2

@@ -25,6 +25,7 @@ from app.core.events import EventKind, order_event
 from app.core.fees import DEFAULT_FEE_RATE
 from app.core.order import Order
 from app.core.partitions import partition_of
+from app.execution.accounting import balance_deltas
 from app.execution.interest import MarketInterest
 from app.execution.worker import Add, Cancel, Stop, StreamLost, SymbolWorker
 from app.ports import EventBus, Fence, Limiter, OrderChange, OrderStore
@@ -102,9 +103,10 @@ class Executor:
                 self._route(order)
         if expired:
             events = [order_event(EventKind.EXPIRED, order) for order in expired]
+            changes = [OrderChange(order) for order in expired]
             await self._store.apply(
-                [OrderChange(order) for order in expired], events=events, fence=fence
-            )
+                changes, events=events, fence=fence, balances=balance_deltas(changes)
+            )  # what they locked is released with their end
             self.status_counts[OrderStatus.EXPIRED.value] += len(expired)
             await self._bus.publish(events)
             for order in expired:

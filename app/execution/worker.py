@@ -21,11 +21,20 @@ from app import tracing
 from app.backoff import Backoff, retry
 from app.clock import now_us, rfc3339
 from app.core.decimals import ZERO
-from app.core.domain import BookUpdate, Execution, MarketState, OrderStatus, OrderType, TimeInForce
+from app.core.domain import (
+    BookUpdate,
+    Execution,
+    MarketState,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 from app.core.events import EventKind, OrderEvent, order_event
 from app.core.fees import DEFAULT_FEE_RATE, fee_for
 from app.core.matching import RestingOrder, SymbolMatcher, engine_limit
 from app.core.order import Fill, Order
+from app.execution.accounting import PositionBook, balance_deltas
 from app.execution.expiry import ExpiryTimer
 from app.ports import EventBus, Fence, OrderChange, OrderStore, StoreFenced, StoreUnavailable
 
@@ -119,6 +128,7 @@ class _Batch:
         self.events: list[OrderEvent] = []
         self.ended: list[Order] = []
         self.spans: list[Span] = []  # per traced order, ended once the batch is published
+        self.fills: list[tuple[str, Side, Fill]] = []  # (owner, side, fill), as they happened
 
     def changed(self, order: Order) -> OrderChange:
         change = self.changes.get(order.order_id)
@@ -174,6 +184,7 @@ class SymbolWorker:
         self.updates_skipped = 0
         self.fills = 0
         self.rebuilds = 0
+        self.positions = PositionBook(symbol, store.position)
 
     def submit_to_verify(self, order: Order, trace: dict[str, str] | None = None) -> None:
         """An order from another process's queue: added only if the store has it open."""
@@ -292,7 +303,7 @@ class SymbolWorker:
             if batch.changes:
                 with tracing.batch_span("execution.commit", batch.spans, len(batch.changes)):
                     committed = await self._commit(
-                        list(batch.changes.values()), batch.events, stopping=stop
+                        list(batch.changes.values()), batch.events, batch.fills, stopping=stop
                     )
                 if not committed:
                     return True
@@ -316,6 +327,8 @@ class SymbolWorker:
     def _add(self, order: Order, batch: _Batch, trace: dict[str, str] | None = None) -> None:
         if order.order_id in self.orders:
             return
+        if order.price is None and order.side is Side.BUY and order.reserve is None:
+            order.reserve = ZERO  # sent by a process that kept no reserve: it locked nothing
         self.orders[order.order_id] = order
         if trace is not None and tracing.ENABLED:
             context = tracing.extract(trace)
@@ -354,6 +367,7 @@ class SymbolWorker:
             fee = fee_for(order.side, price, qty, rate)[0] if rate else ZERO
             fill = order.record_fill(execution.update_id, price, qty, ts_us, fee)
             batch.changed(order).new_fills.append(fill)  # type: ignore[attr-defined]
+            batch.fills.append((order.owner, order.side, fill))
             trace = self._order_span("execution.fill", order, batch, fill) if self._traces else None
             batch.emit(EventKind.FILL, order, fill, trace)
             self._log.info(
@@ -425,24 +439,38 @@ class SymbolWorker:
         return state
 
     async def _commit(
-        self, changes: list[OrderChange], events: list[OrderEvent], *, stopping: bool
+        self,
+        changes: list[OrderChange],
+        events: list[OrderEvent],
+        fills: list[tuple[str, Side, Fill]],
+        *,
+        stopping: bool,
     ) -> bool:
-        """Commit, retrying while the store is unavailable: an uncommitted fill is never
-        pushed. Anything that cannot succeed on a retry is raised."""
+        """Commit, with the balances and positions the changes move, retrying while the
+        store is unavailable: an uncommitted fill is never pushed. Anything that cannot
+        succeed on a retry is raised."""
         market = self._market_state_to_persist()
+        balances = balance_deltas(changes)
 
         def failed(exc: BaseException, _delay: float) -> bool:
             self._log.error("order.commit_failed", error=repr(exc), changes=len(changes))
             return not stopping  # stopping: give up, the store has the commands' orders
 
         try:
+            positions, after = await retry(
+                lambda: self.positions.fold(fills), _TRANSIENT, _retry_backoff(),
+                on_failure=failed,
+            )  # fmt: skip
             await retry(
-                lambda: self._store.apply(changes, market, events, self.fence),
+                lambda: self._store.apply(
+                    changes, market, events, self.fence, balances=balances, positions=positions
+                ),
                 _TRANSIENT, _retry_backoff(),
                 on_failure=failed,
             )  # fmt: skip
         except _TRANSIENT:
             return False
+        self.positions.keep(after)
         if market is not None:
             self._persisted_ledger = (market.asks, market.bids)
         return True
@@ -482,6 +510,7 @@ class SymbolWorker:
         old = list(self.orders.values())
         self.orders = {}
         self.matcher = SymbolMatcher(self.symbol)
+        self.positions.forget()
         self._expiries.close()
         self._expiries = ExpiryTimer(lambda order_id: self.submit(Expire(order_id)))
         self._persisted_ledger = ((), ())

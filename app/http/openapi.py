@@ -9,6 +9,7 @@ from pydantic.json_schema import models_json_schema
 
 from app.core import rules
 from app.schemas import (
+    AccountResponse,
     ErrorResponse,
     LimitOrderRequest,
     MarketOrderRequest,
@@ -32,7 +33,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "Malformed JSON", 401: "Missing or invalid bearer token",
         403: "A browser Origin that is neither this service's nor listed", 404: "Unknown order",
         408: "The body was not received in time", 409: "Conflict", 413: "Body over 64 KiB",
-        422: "Invalid request, naming each field",
+        422: "Invalid request, naming each field (or insufficient_balance: PAPER_BALANCES)",
         429: "Rate limit (see Retry-After), or the open-order cap (too_many_open_orders)",
         503: "Starting, stopping, or the database refused the write",
     }  # fmt: skip
@@ -42,7 +43,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
 def build_openapi() -> dict[str, Any]:
     _, definitions = models_json_schema(
         [(m, "validation") for m in (LimitOrderRequest, MarketOrderRequest)]
-        + [(m, "serialization") for m in (OrderView, OrderList, ErrorResponse)],
+        + [(m, "serialization") for m in (OrderView, OrderList, AccountResponse, ErrorResponse)],
         ref_template=_REF,
     )
     order = _ref("OrderView")
@@ -104,6 +105,11 @@ def build_openapi() -> dict[str, Any]:
                            "responses": {"200": _json(order, "Cancelled, fills kept"),
                                          **_errors(401, 403, 404, 409, 429, 503)}},
             },
+            "/account": {"get": {
+                "summary": "The owner's paper balances and positions", "security": security,
+                "responses": {"200": _json(_ref("AccountResponse"), "Balances and positions"),
+                              **_errors(401, 403, 503)},
+            }},
             "/healthz": {"get": {"summary": "Liveness", "responses": {
                 "200": _json({"type": "object"}, "The process serves")}}},
             "/readyz": {"get": {"summary": "Readiness and upstream feed state", "responses": {

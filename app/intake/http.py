@@ -17,6 +17,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from app import tracing
+from app.core.account import BalanceRefused
 from app.http.auth import AUTH
 from app.http.errors import ApiError, json_bytes_response, json_response, validation_error
 from app.http.limits import READ_TIMEOUT
@@ -171,6 +172,8 @@ async def _submit_order(
             code="idempotency_conflict",
             details=[ErrorDetail(field=field, message=differs) for field in exc.fields],
         ) from exc
+    except BalanceRefused as exc:
+        raise ApiError(422, str(exc), code="insufficient_balance") from exc
     except TooManyOpenOrders as exc:
         # No Retry-After: room comes back when an order ends, not after a second.
         raise ApiError(429, str(exc), code="too_many_open_orders") from exc

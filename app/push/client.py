@@ -65,6 +65,7 @@ class PushClient:
         self.owner = owner
         self.orders: dict[str, OrderInterest] = {}
         self.orders_channel = False
+        self.account_channel = False
         self.books: set[str] = set()
         self._frames: deque[str] = deque()
         self._latest_book: dict[str, str] = {}

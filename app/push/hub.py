@@ -27,6 +27,7 @@ from app.core.decimals import fmt
 from app.core.domain import BookUpdate
 from app.core.events import EventKind, OrderEvent
 from app.ports import EventBus
+from app.push.accounts import AccountPusher, ReadAccount
 from app.push.client import OrderInterest, PushClient
 from app.push.frames import Frame
 from app.schemas import fill_json, order_json
@@ -70,6 +71,7 @@ class PushHub:
         *,
         acquire_book: Callable[[str], None],
         release_book: Callable[[str], None],
+        read_account: ReadAccount | None = None,
     ) -> None:
         self._bus = bus
         self._acquire_book = acquire_book
@@ -81,6 +83,11 @@ class PushHub:
         self._last_book: dict[str, str] = {}
         self._per_owner: Counter[str] = Counter()
         self._to_flush: list[PushClient] = []  # clients with frames pushed this round
+        # The account channel: its clients per owner, and the owners' pushes.
+        self._account_channel: dict[str, set[PushClient]] = {}
+        self.accounts = (
+            None if read_account is None else AccountPusher(read_account, self._send_account)
+        )
 
     async def run(self) -> None:
         subscription = self._bus.subscribe()
@@ -89,6 +96,8 @@ class PushHub:
                 self.dispatch(event)
         finally:
             subscription.close()
+            if self.accounts is not None:
+                await self.accounts.close()
 
     # -- fan-out --------------------------------------------------------------------------
 
@@ -106,6 +115,9 @@ class PushHub:
 
     def _dispatch(self, event: OrderEvent) -> int:
         """Push the event's frame to every client it concerns; how many there were."""
+        if self._account_channel and event.owner in self._account_channel:
+            assert self.accounts is not None
+            self.accounts.changed(event.owner)  # every account change comes with an event
         watchers = self._by_order.get(event.order_id, ())
         channel = self._orders_channel.get(event.owner, ())
         mine = [client for client in watchers if client.owner == event.owner]
@@ -191,6 +203,8 @@ class PushHub:
             self.unwatch_order(client, order_id)
         if client.orders_channel:
             self._orders_channel[client.owner].discard(client)
+        if client.account_channel:
+            self.unwatch_account(client)
         for symbol in list(client.books):
             self.unwatch_book(client, symbol)
 
@@ -224,6 +238,26 @@ class PushHub:
     def unwatch_orders_channel(self, client: PushClient) -> None:
         client.orders_channel = False
         self._orders_channel[client.owner].discard(client)
+
+    def watch_account(self, client: PushClient) -> None:
+        """The owner's account from now on, starting with its current state (pushed, like
+        every later one, in order: never a state older than one already sent)."""
+        assert self.accounts is not None, "the account channel needs read_account"
+        client.account_channel = True
+        self._account_channel.setdefault(client.owner, set()).add(client)
+        self.accounts.changed(client.owner)
+
+    def unwatch_account(self, client: PushClient) -> None:
+        client.account_channel = False
+        watchers = self._account_channel.get(client.owner)
+        if watchers is not None:
+            watchers.discard(client)
+            if not watchers:
+                del self._account_channel[client.owner]
+
+    def _send_account(self, owner: str, message: str) -> None:
+        for client in self._account_channel.get(owner, ()):
+            client.send(message)
 
     def watch_book(self, client: PushClient, symbol: str) -> None:
         if symbol in client.books:

@@ -54,6 +54,15 @@ class OrdersChannel(_ClientMessage):
     channel: Literal["orders"]
 
 
+class AccountChannel(_ClientMessage):
+    """`{"op": ..., "channel": "account"}`: the owner's account after each change."""
+
+    shape: ClassVar[str] = '"channel": "account"'
+    what: ClassVar[str] = "the account channel"
+
+    channel: Literal["account"]
+
+
 class BookChannel(_ClientMessage):
     """`{"op": ..., "channel": "book", "symbol": "..."}`: one symbol's top of book."""
 
@@ -84,6 +93,7 @@ _Variants = (
     Annotated[OrderSubscription, Tag(ORDER_TAG)]
     | Annotated[OrdersChannel, Tag("orders")]
     | Annotated[BookChannel, Tag("book")]
+    | Annotated[AccountChannel, Tag("account")]
 )
 
 

@@ -15,7 +15,7 @@ from app.keys import PUSH_HUB, SETTINGS, STORE
 from app.push import messages
 from app.push.client import PushClient
 from app.push.hub import encode
-from app.push.messages import BookChannel, OrdersChannel, OrderSubscription
+from app.push.messages import AccountChannel, BookChannel, OrdersChannel, OrderSubscription
 from app.schemas import order_json
 
 log = structlog.get_logger(__name__)
@@ -42,7 +42,9 @@ class _Session:
 
     def room_for_one_more(self) -> bool:
         client = self.client
-        used = len(client.orders) + len(client.books) + client.orders_channel
+        used = (
+            len(client.orders) + len(client.books) + client.orders_channel + client.account_channel
+        )
         if used < self.max_subscriptions:
             return True
         self.error(f"too many subscriptions on this socket: at most {self.max_subscriptions}")
@@ -88,6 +90,14 @@ class _Session:
             case OrdersChannel():
                 self.hub.unwatch_orders_channel(self.client)
                 self.client.send(encode({"type": "unsubscribed", "channel": "orders"}))
+            case AccountChannel(op="subscribe"):
+                if not self.client.account_channel and not self.room_for_one_more():
+                    return
+                self.client.send(encode({"type": "subscribed", "channel": "account"}))
+                self.hub.watch_account(self.client)  # then the account, as it is now
+            case AccountChannel():
+                self.hub.unwatch_account(self.client)
+                self.client.send(encode({"type": "unsubscribed", "channel": "account"}))
             case BookChannel(op="subscribe"):
                 if message.symbol not in self.client.books and not self.room_for_one_more():
                     return

@@ -1,0 +1,1 @@
+"""The paper account at the edge: GET /account, the /ws account channel, latest quotes."""

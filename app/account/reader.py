@@ -1,0 +1,24 @@
+"""An owner's account as GET /account and the /ws account channel show it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.account.quotes import LatestQuotes
+from app.core.account import Balances, Position, account_view
+from app.ports import OrderStore
+
+
+class AccountReader:
+    def __init__(self, store: OrderStore, quotes: LatestQuotes, *, enforced: bool) -> None:
+        self._store = store
+        self._quotes = quotes
+        self._enforced = enforced
+
+    async def view(self, owner: str) -> dict[str, Any]:
+        """`{"balances": [...], "positions": [...]}` as of one commit, positions marked to
+        the latest quotes this process knows (unrealized P&L null without one)."""
+        state = await self._store.account(owner)
+        balances = Balances(state.balances, enforced=self._enforced)
+        positions = [Position.from_row(symbol, row) for symbol, row in state.positions.items()]
+        return account_view(balances, positions, self._quotes.quotes(state.positions))
