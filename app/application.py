@@ -209,7 +209,7 @@ async def _push_ctx(app: web.Application) -> AsyncIterator[None]:
     from the book channel that the symbol's executor publishes on."""
     latest = app[LATEST_QUOTES]
     reader = app[account_http.ACCOUNT_READER] = AccountReader(
-        app[STORE], latest, enforced=app[SETTINGS].paper_balances is not None
+        app[STORE], latest, opening=app[SETTINGS].paper_balances
     )
     books = app.get(BOOKS)
     if books is not None:
