@@ -78,7 +78,7 @@ class PushHub:
         self._by_order: dict[str, set[PushClient]] = defaultdict(set)
         self._orders_channel: dict[str, set[PushClient]] = defaultdict(set)
         self._by_book: dict[str, set[PushClient]] = defaultdict(set)
-        self._last_book: dict[str, str] = {}
+        self._last_book: dict[str, Frame] = {}
         self._per_owner: Counter[str] = Counter()
         self._to_flush: list[PushClient] = []  # clients with frames pushed this round
 
@@ -164,10 +164,15 @@ class PushHub:
         clients = self._by_book.get(update.symbol)
         if not clients:
             return
-        frame = encode(book_message(update))
+        frame = Frame.of(orjson.dumps(book_message(update)))
         self._last_book[update.symbol] = frame
+        to_flush = self._to_flush
+        flushing = bool(to_flush)
         for client in clients:
-            client.send_book(update.symbol, frame)
+            if client.push_book(update.symbol, frame):
+                to_flush.append(client)
+        if to_flush and not flushing:
+            asyncio.get_running_loop().call_soon(self._flush)
 
     # -- subscriptions --------------------------------------------------------------------
 
@@ -235,7 +240,7 @@ class PushHub:
         watchers.add(client)
         last = self._last_book.get(symbol)
         if last is not None:
-            client.send_book(symbol, last)
+            client.send_book(symbol, last.text)
 
     def unwatch_book(self, client: PushClient, symbol: str) -> None:
         client.books.discard(symbol)
