@@ -85,5 +85,6 @@ async def test_open_orders_read_back_share_equal_values(store: SqliteStore) -> N
     first, second, third = await store.open_orders()
     assert first.price is second.price is third.price
     assert first.order_size is second.order_size and first.filled_qty is second.notional
+    assert first.symbol is third.symbol and first.owner is third.owner
     assert first.price == Decimal("12345678901234567890.123456789012345678")
     assert first.filled_qty == 0 and first.order_size == Decimal("1.000000000000000001")

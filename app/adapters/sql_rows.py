@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from sys import intern
 from typing import Any
 
 from app.core.decimals import fmt
@@ -46,14 +47,17 @@ def order_from_row(row: Sequence[Any], start: int = 0) -> Order:
     """The order in `row[start:start + 16]`, in ORDER_COLUMNS' order.
 
     Positional, with the enums looked up in a dict: start-up recovery reads every open
-    order this way (`Side(...)` alone costs more than a dict lookup several times over)."""
+    order this way (`Side(...)` alone costs more than a dict lookup several times over).
+    Owner and symbol are interned: an order read back to rest (recovery, or a command
+    from another process checked against the store) holds them as one object each."""
     (order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status,
      filled_qty, notional, fill_count, reason, created_at_us, updated_at_us,
      expires_at_us) = row[start : start + 16]  # fmt: skip
     return Order(
-        order_id, owner, client_order_id, symbol, _SIDES[side], _decimal(order_size),
-        _decimal(price), timeout_s, _STATUSES[status], created_at_us, updated_at_us,
-        expires_at_us, _decimal(filled_qty), _decimal(notional), fill_count, reason,
+        order_id, intern(owner), client_order_id, intern(symbol), _SIDES[side],
+        _decimal(order_size), _decimal(price), timeout_s, _STATUSES[status], created_at_us,
+        updated_at_us, expires_at_us, _decimal(filled_qty), _decimal(notional), fill_count,
+        reason,
     )  # fmt: skip
 
 
