@@ -161,6 +161,7 @@ class SqliteStore:
         self._queue: list[_Write] = []
         self._wakeup = asyncio.Event()
         self._closing = False
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
         self.commits = 0
 
@@ -208,7 +209,7 @@ class SqliteStore:
     async def _submit(self, run: WriteFn, order_row: tuple[Any, ...] | None = None) -> None:
         if self._closing:
             raise StoreError("the store is closing")
-        write = _Write(run, order_row=order_row)
+        write = _Write(run, self._loop.create_future(), order_row)
         self._queue.append(write)
         self._wakeup.set()
         # A caller that gives up cancels only its own wait: the write stays queued and
