@@ -53,6 +53,8 @@ def order_from_row(row: Sequence[Any], start: int = 0) -> Order:
     (order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status,
      filled_qty, notional, fill_count, reason, created_at_us, updated_at_us,
      expires_at_us) = row[start : start + 16]  # fmt: skip
+    if updated_at_us == created_at_us:
+        updated_at_us = created_at_us  # one int object, as in an order just accepted
     return Order(
         order_id, intern(owner), client_order_id, intern(symbol), _SIDES[side],
         _decimal(order_size), _decimal(price), timeout_s, _STATUSES[status], created_at_us,
