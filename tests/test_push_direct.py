@@ -319,3 +319,24 @@ async def test_a_client_behind_gets_only_the_latest_quote_and_never_an_older_one
     await client.finish()
     assert book_ids(socket.sent) == [101]
     assert book_ids(texts(b"".join(transport.writes))) == [102]
+
+
+async def test_a_socket_failing_its_write_ends_that_client_only() -> None:
+    class BrokenTransport(FakeTransport):
+        def write(self, data: bytes) -> None:
+            raise RuntimeError("the handler is closed")
+
+    hub = new_hub()
+    broken = watching(hub, BrokenTransport(), FakeSocket())
+    healthy_transport = FakeTransport()
+    healthy = watching(hub, healthy_transport, FakeSocket())
+    hub.dispatch(fill_event(1))
+    await a_round()
+    async with asyncio.timeout(1):
+        await broken.finish()  # its writer ended
+    assert broken.closing
+    hub.dispatch(fill_event(2))
+    await a_round()
+    assert seqs(texts(b"".join(healthy_transport.writes))) == [1, 2]
+    healthy.close(1000, "done")
+    await healthy.finish()

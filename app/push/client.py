@@ -39,9 +39,8 @@ class OrderInterest:
     """Where a client is in one subscribed order's event stream."""
 
     ready: bool = False  # snapshot sent; until then events wait in `held`
-    held: list[tuple[EventKind, int, Frame]] = field(
-        default_factory=list
-    )  # (kind, fill seq, frame)
+    # (kind, fill seq, frame) of the events that arrived while the snapshot was read
+    held: list[tuple[EventKind, int, Frame]] = field(default_factory=list)
     fill_seq: int = 0  # the last fill the client has (in the snapshot or pushed)
     final: bool = False  # the client has seen the order end
 
@@ -140,7 +139,11 @@ class PushClient:
         transport = self._transport
         if transport is None or transport.is_closing() or self.ws.closed:
             return  # gone: it resubscribes for a snapshot if it comes back
-        transport.write(unflushed[0] if len(unflushed) == 1 else b"".join(unflushed))
+        try:
+            transport.write(unflushed[0] if len(unflushed) == 1 else b"".join(unflushed))
+        except (ConnectionError, RuntimeError, OSError):  # went away under us: this one only
+            self.closing = True
+            self._wake.set()
 
     def _keeps_up(self) -> bool:
         transport = self._transport
