@@ -213,3 +213,23 @@ async def test_idempotency_covers_type_and_time_in_force(client: TestClient) -> 
     )  # fmt: skip
     assert ioc.status == 409
     assert [d["field"] for d in (await ioc.json())["error"]["details"]] == ["time_in_force"]
+
+
+async def test_market_orders_need_a_token_and_count_against_the_limits(
+    start_app: Callable[..., Awaitable[TestClient]],  # type: ignore[type-arg]
+) -> None:
+    client = await start_app(api_tokens="alice:alice-token", rate_limit_per_s=3, max_open_orders=1)
+    body = {"symbol": "BTCUSDT", "side": "buy", "order_size": "1"}
+    alice = {"Authorization": "Bearer alice-token"}
+    assert (await client.post("/order/market", json=body)).status == 401
+    refused = await client.post("/order/market", json=body, headers={"Origin": "http://evil"})
+    assert refused.status in (401, 403)
+    placed = await client.post("/order/market", json=body, headers=alice)
+    assert placed.status == 202  # open: it waits for a first quote
+    capped = await client.post("/order/market", json=body, headers=alice)
+    assert capped.status == 429
+    assert (await capped.json())["error"]["code"] == "too_many_open_orders"
+    # Refused requests are order requests too: the 4th in a second is rate limited.
+    assert (await client.post("/order/market", json={}, headers=alice)).status == 422
+    limited = await client.post("/order/market", json=body, headers=alice)
+    assert limited.status == 429 and "Retry-After" in limited.headers
