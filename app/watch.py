@@ -63,9 +63,10 @@ class Watcher:
             return None
         order, event = message["order"], message["event"]
         if event == "snapshot":
+            price = "market" if order.get("price") is None else order["price"]
             self.say(
                 f"order {order['order_id']}: {order['side']} {order['order_size']} "
-                f"{order['symbol']} @ {order['price']}, {order['status']}, "
+                f"{order['symbol']} @ {price}, {order['status']}, "
                 f"expires {order['expires_at']}"
             )
             for fill in order.get("fills") or []:

@@ -8,6 +8,7 @@ expiry entry) and whose own bookkeeping notes it. tracemalloc counts what is sti
 allocated once every worker holds every order, the command objects gone: that divided by
 the number of orders. Prices repeat over 500 levels and sizes over 10, as many clients
 quoting a few levels do; `distinct=True` gives every order a price and size of its own.
+`run_memory_recovered` counts what a restart leaves resting (orders resumed from SQLite).
 
     python -m bench.memory [resting]
 """
@@ -17,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import tempfile
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 from app.adapters.inprocess import InProcessBus
 from app.adapters.local_limiter import LocalLimiter
+from app.adapters.sqlite_store import SqliteStore
 from app.clock import now_us
 from app.core.commands import AddOrder
 from app.core.domain import OrderStatus
@@ -129,9 +133,44 @@ async def run_memory(resting: int, *, distinct: bool = False) -> dict[str, float
     return {"resting": resting, "bytes_per_order": (after - before) / resting}
 
 
+async def run_memory_recovered(resting: int) -> dict[str, float]:
+    """The same, for orders resumed at start from SQLite (bench/restart.py's database:
+    a quarter partly filled, each symbol with a ledger): what a restart leaves resting."""
+    from bench.restart import write_open_orders
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "orders.db"
+        write_open_orders(path, resting)
+        store = await SqliteStore.open(path)
+        tasks = TaskSupervisor()
+        executor = Executor(
+            store, InProcessBus(), MarketInterest(_NullFeed()), LocalLimiter(1_000_000, 0), tasks
+        )
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            await executor.start()  # returns once the workers hold every order
+            for worker in executor._workers.values():
+                worker.submit(StreamLost())
+            for _ in range(5):
+                await asyncio.sleep(0)
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        held = executor.open_count
+        await executor.stop()
+        await tasks.close()
+        await store.close()
+    assert held == resting, f"{held} of {resting} orders resting"
+    return {"resting": resting, "bytes_per_order": (after - before) / resting}
+
+
 async def _main(resting: int) -> None:
     print(await run_memory(resting))
     print({"distinct prices and sizes": await run_memory(resting, distinct=True)})
+    print({"after a restart": await run_memory_recovered(resting)})
 
 
 if __name__ == "__main__":

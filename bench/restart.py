@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -113,22 +114,30 @@ async def _time_to_ready(database: Path, upstream: str, open_orders: int) -> flo
         await process.wait()
 
 
-async def run_restart(open_orders: int) -> dict[str, float]:
-    """Seconds from process start to /readyz 200 with `open_orders` stored (one run)."""
+async def run_restart(open_orders: int, repeats: int = 3) -> dict[str, object]:
+    """Seconds from process start to /readyz 200 with `open_orders` stored: the median of
+    `repeats` starts (the machine is noisy), and the same for an empty database."""
     emulator = BinanceEmulator()
     upstream = await emulator.start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             database = Path(tmp) / "restart.db"
             write_open_orders(database, open_orders)
-            seconds = await _time_to_ready(database, upstream, open_orders)
             # The same start with nothing stored: what process start-up costs on its own.
             empty = Path(tmp) / "empty.db"
             write_open_orders(empty, 0)
-            baseline = await _time_to_ready(empty, upstream, 0)
+            loaded, bare = [], []
+            for _ in range(repeats):
+                loaded.append(await _time_to_ready(database, upstream, open_orders))
+                bare.append(await _time_to_ready(empty, upstream, 0))
     finally:
         await emulator.stop()
-    return {"open_orders": open_orders, "seconds_to_ready": seconds, "empty_start_s": baseline}
+    return {
+        "open_orders": open_orders,
+        "seconds_to_ready": statistics.median(loaded),
+        "empty_start_s": statistics.median(bare),
+        "runs_s": loaded,
+    }
 
 
 if __name__ == "__main__":

@@ -249,25 +249,37 @@ async function loadOrders() {
 
 // ---- form -------------------------------------------------------------------------------
 
+// A market order has no price and no timeout of its own.
+$("#f-kind").addEventListener("change", () => {
+  const market = $("#f-kind").value === "market";
+  for (const id of ["#f-price", "#f-timeout"]) $(id).disabled = market;
+  $("#f-price").required = !market;
+});
+
 $("#order-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
+  const kind = form.get("kind");
   const body = {
     symbol: form.get("symbol").trim().toUpperCase(),
     side: form.get("side"),
     order_size: form.get("order_size").trim(),
-    price: form.get("price").trim(),
   };
-  const timeout = form.get("timeout_s").trim();
-  if (timeout) body.timeout_s = Number(timeout);
+  if (kind !== "market") {
+    body.price = form.get("price").trim();
+    body.time_in_force = kind;
+    const timeout = form.get("timeout_s").trim();
+    if (timeout) body.timeout_s = Number(timeout);
+  }
   watchSymbol(body.symbol);
   $("#submit").disabled = true;
   try {
-    const { status, payload } = await api("POST", "/order/limit", body);
+    const path = kind === "market" ? "/order/market" : "/order/limit";
+    const { status, payload } = await api("POST", path, body);
     if (status === 202 || status === 200) {
       renderOrder(payload, false);
       select(payload.order_id);
-      message(`accepted ${payload.order_id.slice(0, 8)}: ${payload.side} ${payload.order_size} ${payload.symbol} @ ${payload.price}`, false);
+      message(`accepted ${payload.order_id.slice(0, 8)}: ${payload.side} ${payload.order_size} ${payload.symbol} @ ${payload.price ?? "market"}`, false);
     } else {
       message(errorText(payload), true);
     }

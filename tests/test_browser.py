@@ -106,6 +106,49 @@ async def test_submit_through_the_form_and_watch_it_fill(
             await market
 
 
+async def test_a_market_order_through_the_form(
+    client: TestClient,
+    emulator: BinanceEmulator,  # type: ignore[type-arg]
+) -> None:
+    base = f"http://{client.host}:{client.port}"
+    stop = asyncio.Event()
+    market = asyncio.create_task(_quotes(emulator, stop))
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1440, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            await page.goto(base + "/")
+            await page.wait_for_selector('#conn[data-state="open"]', timeout=10_000)
+            await page.wait_for_function("window.executor.state.lastTime.bid > 0", timeout=10_000)
+            await page.fill("#f-symbol", "BTCUSDT")
+            await page.click("label.side.buy")
+            await page.fill("#f-size", "1")
+            await page.select_option("#f-kind", "market")
+            assert await page.is_disabled("#f-price")  # no price: the form needs none
+            await page.click("#submit")
+            row = page.locator("#orders tbody tr[data-order-id]").first
+            await row.wait_for(timeout=5_000)
+            order_id = await row.get_attribute("data-order-id")
+            # It meets the current quote (0.4 at the ask), and the rest expires.
+            await page.wait_for_selector(
+                f'tr[data-order-id="{order_id}"][data-status="expired"]', timeout=5_000
+            )
+            cells = await row.locator("td").all_inner_texts()
+            assert "market" in cells
+            response = await client.get(f"/orders/{order_id}")
+            order = await response.json()
+            assert order["type"] == "market" and order["filled_qty"] == "0.4"
+            assert errors == []
+        finally:
+            await browser.close()
+            stop.set()
+            await market
+
+
 async def test_the_page_asks_for_the_token_once(start_app) -> None:  # type: ignore[no-untyped-def]
     client = await start_app(api_tokens="alice:alice-token")
     async with playwright_api.async_playwright() as playwright:

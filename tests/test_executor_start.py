@@ -4,6 +4,7 @@ ledgers restored, not merely once the orders are handed to them."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from decimal import Decimal
 
 from app.adapters.inprocess import InProcessBus
@@ -59,6 +60,7 @@ async def test_ready_only_once_every_worker_holds_its_orders_with_its_ledger() -
     store.answer.set()
     await asyncio.wait_for(starting, 5)
     assert executor.ready and executor.open_count == 6
+    assert sys.getsizeof(executor._unheld) == sys.getsizeof(set())  # no table left behind
     workers = executor._workers
     assert workers["AAAUSDT"].matcher.ledger("asks") == [(Decimal(101), Decimal("0.5"))]
     assert workers["AAAUSDT"].matcher.last_update_id == 41

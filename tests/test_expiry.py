@@ -127,3 +127,39 @@ async def test_only_what_is_due_fires_and_the_timer_waits_for_the_rest() -> None
     timer._fire()
     assert due == ["a", "b"] and timer._armed_for == start + 300 and len(timer) == 1
     timer.close()
+
+
+class Held:
+    def __init__(self, expires_at_us: int) -> None:
+        self.expires_at_us = expires_at_us
+
+
+async def test_with_the_callers_map_an_order_is_live_while_held_and_due_as_it_says() -> None:
+    clock = FakeClock()
+    due: list[str] = []
+    held: dict[str, Held] = {}
+    timer = ExpiryTimer(due.append, clock, held=held)
+    for n, offset in enumerate((30, 10, 20, 40)):
+        held[f"o{n}"] = Held(clock.us + offset)
+        timer.add(f"o{n}", held[f"o{n}"].expires_at_us)
+    assert not timer._due and len(timer) == 4
+    del held["o2"]  # ended: the caller lets go first, then discards
+    timer.discard("o2")
+    clock.us += 35
+    timer._fire()
+    assert due == ["o1", "o0"] and timer._armed_for == clock.us + 5
+    timer.close()
+
+
+async def test_with_the_callers_map_discarded_entries_are_compacted_away() -> None:
+    held: dict[str, Held] = {}
+    timer = ExpiryTimer(lambda order_id: None, held=held)
+    base = timer._clock() + 3_600_000_000
+    for n in range(1_000):
+        held[f"o{n}"] = Held(base + (n * 7919) % 1_000)
+        timer.add(f"o{n}", held[f"o{n}"].expires_at_us)
+    for n in range(990):
+        del held[f"o{n}"]
+        timer.discard(f"o{n}")
+    assert len(timer) == 10 and timer.entries <= 2 * 10 + 64 + 1 and not timer._due
+    timer.close()

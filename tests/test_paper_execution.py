@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.adapters.memory_store import MemoryStore
+from app.adapters.sqlite_store import SqliteStore
 from app.core.domain import MarketState, OrderStatus
 from app.core.events import OrderEvent
 from app.ports import Fence, OrderChange
@@ -86,3 +88,24 @@ async def test_fills_carry_fees_at_the_workers_rate(harness: Harness) -> None:
     assert fill is not None and (fill.price, fill.qty) == (D("0.0025"), D(3))
     assert (fill.fee, fill.fee_asset) == (D("0.003"), "LTC")  # 3 x 0.001, in LTC
     assert events[2].order.fees == D("0.003")
+
+
+async def test_an_ioc_waiting_at_a_restart_meets_the_first_quote_after_it(
+    tmp_path: Path,
+) -> None:
+    store = await SqliteStore.open(tmp_path / "orders.db")
+    try:
+        before = Harness(store)
+        await before.start()
+        order = await before.submit(order_size="5", price="10", time_in_force="FOK")
+        await before.stop()
+        after = Harness(store)
+        await after.start()
+        try:
+            after.quote("10", "5")  # the first quote since the restart: it fills it all
+            filled = await after.event(order.order_id, "filled")
+            assert filled.order.filled_qty == D(5) and filled.order.fees == D("0.05")
+        finally:
+            await after.stop()
+    finally:
+        await store.close()

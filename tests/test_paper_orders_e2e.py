@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from app.core.domain import StreamKind
 from app.emulator.server import BinanceEmulator
 from app.keys import SETTINGS
 from tests.conftest import EventLog
@@ -213,3 +214,49 @@ async def test_idempotency_covers_type_and_time_in_force(client: TestClient) -> 
     )  # fmt: skip
     assert ioc.status == 409
     assert [d["field"] for d in (await ioc.json())["error"]["details"]] == ["time_in_force"]
+
+
+async def test_market_orders_need_a_token_and_count_against_the_limits(
+    start_app: Callable[..., Awaitable[TestClient]],  # type: ignore[type-arg]
+) -> None:
+    client = await start_app(api_tokens="alice:alice-token", rate_limit_per_s=3, max_open_orders=1)
+    body = {"symbol": "BTCUSDT", "side": "buy", "order_size": "1"}
+    alice = {"Authorization": "Bearer alice-token"}
+    assert (await client.post("/order/market", json=body)).status == 401
+    refused = await client.post("/order/market", json=body, headers={"Origin": "http://evil"})
+    assert refused.status in (401, 403)
+    placed = await client.post("/order/market", json=body, headers=alice)
+    assert placed.status == 202  # open: it waits for a first quote
+    capped = await client.post("/order/market", json=body, headers=alice)
+    assert capped.status == 429
+    assert (await capped.json())["error"]["code"] == "too_many_open_orders"
+    # Refused requests are order requests too: the 4th in a second is rate limited.
+    assert (await client.post("/order/market", json={}, headers=alice)).status == 422
+    limited = await client.post("/order/market", json=body, headers=alice)
+    assert limited.status == 429 and "Retry-After" in limited.headers
+
+
+async def test_in_depth_mode_a_waiting_market_sell_sweeps_every_shown_bid(
+    start_app: Callable[..., Awaitable[TestClient]],  # type: ignore[type-arg]
+    emulator: BinanceEmulator,
+) -> None:
+    client = await start_app(market_stream="depth5")
+    events = EventLog(client.app)
+    try:
+        order = await market(client, symbol="LTCBTC", side="sell", order_size="10")
+        await emulator.wait_subscribed(stream("LTCBTC", StreamKind.DEPTH5))
+        emulator.depth(
+            "LTCBTC", bids=[("0.0025", "2"), ("0.0024", "3"), ("0.0001", "1")],
+            asks=[("0.0026", "5")], levels=5,
+        )  # fmt: skip
+        await events.wait_for(order["order_id"], "expired")
+        final = await fetch(client, order["order_id"])
+        # Best bid first, down to the last shown level (no limit); then the rest expires.
+        assert [(f["price"], f["qty"], f["fee"]) for f in final["fills"]] == [
+            ("0.0025", "2", "0.000005"), ("0.0024", "3", "0.0000072"),
+            ("0.0001", "1", "0.0000001"),
+        ]  # fmt: skip
+        assert final["filled_qty"] == "6" and final["fees"] == "0.0000123"
+        assert final["fee_asset"] == "BTC"
+    finally:
+        await events.close()

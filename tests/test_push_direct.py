@@ -32,6 +32,7 @@ from app.push.client import (
 )
 from app.push.frames import Frame
 from app.push.hub import PushHub
+from tests.engine_helpers import ticker
 from tests.helpers import place, stream
 
 
@@ -274,3 +275,68 @@ async def test_over_real_sockets_each_client_gets_each_fill_once_in_order(
         already = len(snapshot[0]["order"]["fills"]) if snapshot else 0  # watchers only
         assert fill_seqs == list(range(already + 1, fills + 1))
         await ws.close()
+
+
+def book_ids(frames: list[str]) -> list[int]:
+    return [orjson.loads(frame)["update_id"] for frame in frames]
+
+
+def watching_book(hub: PushHub, transport: FakeTransport, socket: FakeSocket) -> PushClient:
+    client = PushClient(socket, "me", max_queue=10, transport=transport)  # type: ignore[arg-type]
+    hub.add_client(client)
+    hub.watch_book(client, "X")
+    client.start()
+    return client
+
+
+async def test_quotes_go_straight_to_a_client_that_keeps_up() -> None:
+    hub = new_hub()
+    transport, socket = FakeTransport(), FakeSocket()
+    client = watching_book(hub, transport, socket)
+    for uid in range(1, 4):
+        hub.on_update(ticker(uid, str(uid), "1", str(uid + 1), "1"))
+        await a_round()
+    client.close(1000, "done")
+    await client.finish()
+    assert book_ids(texts(b"".join(transport.writes))) == [1, 2, 3]  # every one, in order
+    assert socket.sent == []
+
+
+async def test_a_client_behind_gets_only_the_latest_quote_and_never_an_older_one_after() -> None:
+    hub = new_hub()
+    transport, socket = FakeTransport(buffered=DIRECT_BUFFER_LIMIT + 1), FakeSocket()
+    client = watching_book(hub, transport, socket)
+    for uid in range(1, 101):
+        hub.on_update(ticker(uid, str(uid), "1", str(uid + 1), "1"))
+    transport.buffered = 0  # it caught up, but quote 100 still waits for the writer
+    hub.on_update(ticker(101, "101", "1", "102", "1"))  # so this one waits too: latest wins
+    assert client.pending == 1
+    await a_round()
+    await a_round()
+    hub.on_update(ticker(102, "102", "1", "103", "1"))  # nothing waits now: straight out
+    await a_round()
+    client.close(1000, "done")
+    await client.finish()
+    assert book_ids(socket.sent) == [101]
+    assert book_ids(texts(b"".join(transport.writes))) == [102]
+
+
+async def test_a_socket_failing_its_write_ends_that_client_only() -> None:
+    class BrokenTransport(FakeTransport):
+        def write(self, data: bytes) -> None:
+            raise RuntimeError("the handler is closed")
+
+    hub = new_hub()
+    broken = watching(hub, BrokenTransport(), FakeSocket())
+    healthy_transport = FakeTransport()
+    healthy = watching(hub, healthy_transport, FakeSocket())
+    hub.dispatch(fill_event(1))
+    await a_round()
+    async with asyncio.timeout(1):
+        await broken.finish()  # its writer ended
+    assert broken.closing
+    hub.dispatch(fill_event(2))
+    await a_round()
+    assert seqs(texts(b"".join(healthy_transport.writes))) == [1, 2]
+    healthy.close(1000, "done")
+    await healthy.finish()

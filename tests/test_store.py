@@ -85,5 +85,23 @@ async def test_open_orders_read_back_share_equal_values(store: SqliteStore) -> N
     first, second, third = await store.open_orders()
     assert first.price is second.price is third.price
     assert first.order_size is second.order_size and first.filled_qty is second.notional
+    assert first.symbol is third.symbol and first.owner is third.owner
     assert first.price == Decimal("12345678901234567890.123456789012345678")
     assert first.filled_qty == 0 and first.order_size == Decimal("1.000000000000000001")
+
+
+async def test_an_order_read_back_unchanged_since_accepted_holds_one_time_object(
+    store: SqliteStore,
+) -> None:
+    order = _order(1)
+    order.created_at_us = order.updated_at_us = 1_764_000_000_000_001
+    await store.insert_order(order)
+    (loaded,) = await store.open_orders()
+    assert loaded.updated_at_us is loaded.created_at_us == 1_764_000_000_000_001
+    later = _order(2)
+    later.created_at_us, later.updated_at_us = 1_764_000_000_000_001, 1_764_000_000_000_002
+    await store.insert_order(later)
+    _, changed = await store.open_orders()
+    assert (changed.created_at_us, changed.updated_at_us) == (
+        1_764_000_000_000_001, 1_764_000_000_000_002,
+    )  # fmt: skip

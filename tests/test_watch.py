@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import subprocess
 import sys
@@ -59,6 +60,22 @@ async def test_watch_exits_1_when_the_order_expires(client: TestClient, events: 
     out = io.StringIO()
     assert await watch(_base(client), order["order_id"], token=None, out=out) == 1
     assert "expired (expired: no market data" in out.getvalue()
+
+
+async def test_watch_shows_a_market_order_as_market(client: TestClient) -> None:  # type: ignore[type-arg]
+    response = await client.post(
+        "/order/market", json={"symbol": "QUIETUSDT", "side": "buy", "order_size": "2"}
+    )
+    order = await response.json()
+    out = Output()
+    watching = asyncio.create_task(watch(_base(client), order["order_id"], token=None, out=out))
+    try:
+        await out.wait_for("order ")
+        assert f"order {order['order_id']}: buy 2 QUIETUSDT @ market, open" in out.getvalue()
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
 
 
 async def test_watch_exits_2_for_an_unknown_order(client: TestClient) -> None:  # type: ignore[type-arg]

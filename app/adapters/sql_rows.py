@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
+from sys import intern
 from typing import Any
 
 from app.core.account import AssetBalance
 from app.core.decimals import fmt
 from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
-from app.core.order import MAX_SHARED, Fill, Order
+from app.core.order import MAX_SHARED, NO_FILLS, Fill, Order
 from app.core.positions import PositionRow
 from app.ports import AccountState, PositionUpdate
 
@@ -65,17 +66,21 @@ def order_from_row(row: Sequence[Any], start: int = 0) -> Order:
     """The order in `row[start:start + ORDER_WIDTH]`, in ORDER_COLUMNS' order.
 
     Positional, with the enums looked up in a dict: start-up recovery reads every open
-    order this way (`Side(...)` alone costs more than a dict lookup several times over)."""
+    order this way (`Side(...)` alone costs more than a dict lookup several times over).
+    Owner and symbol are interned: an order read back to rest (recovery, or a command
+    from another process checked against the store) holds them as one object each."""
     (order_id, owner, client_order_id, symbol, side, order_size, price, timeout_s, status,
      filled_qty, notional, fill_count, reason, created_at_us, updated_at_us, expires_at_us,
      kind, time_in_force, fees, fee_asset, reserve) = row[start : start + ORDER_WIDTH]  # fmt: skip
+    if updated_at_us == created_at_us:
+        updated_at_us = created_at_us  # one int object, as in an order just accepted
     return Order(
-        order_id, owner, client_order_id, symbol, _SIDES[side], _decimal(order_size),
-        None if price is None else _decimal(price), timeout_s, _STATUSES[status],
-        created_at_us, updated_at_us, expires_at_us, _decimal(filled_qty), _decimal(notional),
-        fill_count, reason, type=_TYPES[kind], time_in_force=_TIME_IN_FORCE[time_in_force],
-        fees=_decimal(fees), fee_asset=fee_asset,
-        reserve=None if reserve is None else Decimal(reserve),
+        order_id, intern(owner), client_order_id, intern(symbol), _SIDES[side],
+        _decimal(order_size), None if price is None else _decimal(price), timeout_s,
+        _STATUSES[status], created_at_us, updated_at_us, expires_at_us, _decimal(filled_qty),
+        _decimal(notional), fill_count, reason, NO_FILLS, _TYPES[kind],
+        _TIME_IN_FORCE[time_in_force], _decimal(fees), intern(fee_asset),
+        None if reserve is None else Decimal(reserve),
     )  # fmt: skip
 
 

@@ -90,6 +90,36 @@ def _new_future() -> asyncio.Future[None]:
 class _Write:
     run: WriteFn
     done: asyncio.Future[None] = field(default_factory=_new_future)
+    # A new order's row: inserted with the other new orders next to it, in one call,
+    # then its balances accepted (its owner's, as `_accept_balances` takes them).
+    order_row: tuple[Any, ...] | None = None
+    accept: tuple[str, OpeningBalances] | None = None
+
+
+def _run_plainly(db: sqlite3.Connection, writes: list[_Write]) -> None:
+    """Every write in order; new orders next to each other in one `executemany` (its loop
+    runs in C: no Python frame per row while the event loop's thread waits for the GIL)."""
+    new_orders: list[tuple[Any, ...]] = []
+    accepts: list[tuple[str, OpeningBalances]] = []
+
+    def insert_new_orders() -> None:
+        db.executemany(_INSERT_ORDER, new_orders)
+        for owner, balances in accepts:  # in order, as if each ran after its row
+            _accept_balances(db, owner, balances)
+        new_orders.clear()
+        accepts.clear()
+
+    for write in writes:
+        if write.order_row is not None:
+            new_orders.append(write.order_row)
+            if write.accept is not None:
+                accepts.append(write.accept)
+            continue
+        if new_orders:
+            insert_new_orders()
+        write.run(db)
+    if new_orders:
+        insert_new_orders()
 
 
 def _ledger_rows(state: MarketState) -> list[tuple[str, str, str, str]]:
@@ -164,30 +194,30 @@ def _apply_balances(db: sqlite3.Connection, deltas: Sequence[OwnerDelta]) -> Non
     _write_balances(db, add_owner_deltas(_read_balances(db, keys), deltas))
 
 
-def _commit_batch(db: sqlite3.Connection, runs: list[WriteFn]) -> list[BaseException | None]:
+def _commit_batch(db: sqlite3.Connection, writes: list[_Write]) -> list[BaseException | None]:
     """On the writer thread: the whole batch in one transaction.
 
     Writes almost never fail one by one (only a duplicate client_order_id does), so the
-    batch runs plainly first; if one write is refused, the transaction is rolled back and
-    run again with a savepoint per write, so the refusal undoes nothing but that write.
+    batch runs plainly first, new orders inserted together; if one write is refused, the
+    transaction is rolled back and run again with a savepoint per write (each new order
+    by itself), so the refusal undoes nothing but that write.
     """
     try:
         db.execute("BEGIN IMMEDIATE")
         try:
-            for run in runs:
-                run(db)
+            _run_plainly(db, writes)
         except _WRITE_REFUSED:
             db.execute("ROLLBACK")
             db.execute("BEGIN IMMEDIATE")
-            outcomes = _run_each_in_a_savepoint(db, runs)
+            outcomes = _run_each_in_a_savepoint(db, [write.run for write in writes])
         else:
-            outcomes = [None] * len(runs)
+            outcomes = [None] * len(writes)
         db.execute("COMMIT")
     except Exception as exc:  # the whole transaction is gone: fail every write in it
         if db.in_transaction:
             db.execute("ROLLBACK")
         failure = StoreUnavailable(f"database write failed: {exc}")
-        return [failure] * len(runs)
+        return [failure] * len(writes)
     return outcomes
 
 
@@ -218,6 +248,7 @@ class SqliteStore:
         self._queue: list[_Write] = []
         self._wakeup = asyncio.Event()
         self._closing = False
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
         self.commits = 0
 
@@ -262,10 +293,15 @@ class SqliteStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    async def _submit(self, run: WriteFn) -> None:
+    async def _submit(
+        self,
+        run: WriteFn,
+        order_row: tuple[Any, ...] | None = None,
+        accept: tuple[str, OpeningBalances] | None = None,
+    ) -> None:
         if self._closing:
             raise StoreError("the store is closing")
-        write = _Write(run)
+        write = _Write(run, self._loop.create_future(), order_row, accept)
         self._queue.append(write)
         self._wakeup.set()
         # A caller that gives up cancels only its own wait: the write stays queued and
@@ -282,8 +318,9 @@ class SqliteStore:
                 if self._closing:
                     return
                 continue
-            runs = [write.run for write in batch]
-            outcomes = await loop.run_in_executor(self._executor, _commit_batch, self._writer, runs)
+            outcomes = await loop.run_in_executor(
+                self._executor, _commit_batch, self._writer, batch
+            )
             if any(isinstance(o, StoreUnavailable) for o in outcomes) and all(outcomes):
                 log.error("store.commit_failed", error=str(outcomes[0]), writes=len(batch))
             else:
@@ -315,7 +352,10 @@ class SqliteStore:
             if balances is not None:  # a refusal rolls the order back with it
                 _accept_balances(db, order.owner, balances)
 
-        await self._submit(run)
+        # `run` inserts it alone (when a write of its batch is refused and each runs in
+        # its own savepoint); otherwise the row goes in with its batch's other new orders.
+        accept = None if balances is None else (order.owner, balances)
+        await self._submit(run, order_row=row, accept=accept)
 
     async def apply(
         self,

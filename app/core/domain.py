@@ -80,6 +80,42 @@ class BookUpdate:
     full_depth: bool = False
 
 
+class BookTicker(BookUpdate):
+    """A bookTicker update kept as the frame's text: its Decimals are made on first read.
+
+    Most tickers can fill nothing, and the matcher decides that from the text
+    (`SymbolMatcher.apply`), so they never pay for four Decimals. Reading `bids` or `asks`
+    decodes both once (what BookUpdate holds, exactly). The texts must already be
+    validated as the parser does: plain decimals within the contract's bounds.
+    """
+
+    __slots__ = ("texts",)
+
+    def __init__(
+        self,
+        symbol: str,
+        update_id: int,
+        texts: tuple[str, str, str, str],  # best bid, its quantity, best ask, its quantity
+        received_at: float,
+    ) -> None:
+        self.symbol = symbol
+        self.update_id = update_id
+        self.texts = texts
+        self.received_at = received_at
+        self.full_depth = False
+
+    def __getattr__(self, name: str) -> tuple[Level, ...]:
+        # Only reached while `bids`/`asks` are unset (the first read).
+        if name != "bids" and name != "asks":
+            raise AttributeError(name)
+        bid_text, bid_qty_text, ask_text, ask_qty_text = self.texts
+        bid, ask = Decimal(bid_text), Decimal(ask_text)
+        # Price 0 is Binance's empty side: nothing there to take.
+        self.bids = ((bid, Decimal(bid_qty_text)),) if bid else ()
+        self.asks = ((ask, Decimal(ask_qty_text)),) if ask else ()
+        return self.bids if name == "bids" else self.asks
+
+
 @dataclass(frozen=True, slots=True)
 class MarketState:
     """What matching remembers of one symbol's upstream book across restarts (rules 1, 3).

@@ -7,6 +7,17 @@ Per update the engine touches only the orders that can fill: resting orders are 
 in price buckets sorted by limit (best first), each bucket in acceptance order, and the
 walk stops at the first bucket whose limit the best available level does not meet.
 
+Most bookTicker updates fill nothing and leave both ledgers as they are; `apply` decides
+that from the frame's text (a `BookTicker`) without making a Decimal, by checks that can
+never be wrong:
+- float() of a decimal string and of a Decimal is correctly rounded, so monotonic:
+  `float(a) > float(b)` implies `a > b` exactly. A float comparison that says "past every
+  limit and every ledger entry" is therefore exact; a tie or anything closer goes the
+  exact way.
+- an update whose four texts are those of the last applied one, after an apply that left
+  every acceptable offer exhausted or no order able to take it, can fill nothing and
+  change no ledger (reconciling the same levels again changes nothing).
+
 Time in force: a GTT order rests until it fills or is removed. An IOC or FOK order meets
 exactly one quote, "the current quote": the one known when it is added (rule 5) or, if
 none is, the first update applied after (where it takes its turn in price-time priority
@@ -14,7 +25,8 @@ like any other order). An IOC takes what that quote offers; a FOK takes its whol
 from it or nothing at all. Either way it then leaves the engine, and `drain_ended()`
 names the orders that left with something unfilled (the caller expires them). A market
 order is an IOC whose limit is unbounded (buy: +Infinity, sell: 0); the limit is only
-ever compared, never computed with.
+ever compared, never computed with. While an IOC/FOK waits for its quote, the next
+ticker takes the exact way (it must end them whatever it fills).
 """
 
 from __future__ import annotations
@@ -25,7 +37,15 @@ from decimal import Decimal
 from sortedcontainers import SortedDict
 
 from app.core.decimals import EXACT, ZERO
-from app.core.domain import BookUpdate, Execution, Level, MarketState, Side, TimeInForce
+from app.core.domain import (
+    BookTicker,
+    BookUpdate,
+    Execution,
+    Level,
+    MarketState,
+    Side,
+    TimeInForce,
+)
 
 GTT = TimeInForce.GTT
 FOK = TimeInForce.FOK
@@ -66,11 +86,25 @@ class RestingOrder:
 class _Ledger:
     """Quantity already taken per price on one side of the upstream book (rule 3)."""
 
-    __slots__ = ("_is_ask", "_taken")
+    __slots__ = ("_inner_float", "_is_ask", "_taken")
 
     def __init__(self, is_ask: bool) -> None:
         self._taken: SortedDict = SortedDict()
         self._is_ask = is_ask
+        # float() of the entry nearest the book's inside (the lowest ask, the highest bid),
+        # cached; None: not known (recomputed after any change).
+        self._inner_float: float | None = None
+
+    def untouched_by(self, price: float) -> bool:
+        """Whether a ticker level at `price` (as float) certainly leaves this ledger as it
+        is: every entry lies strictly behind it (no traded-through price, none shown)."""
+        taken = self._taken
+        if not taken:
+            return True
+        inner = self._inner_float
+        if inner is None:
+            inner = self._inner_float = float(taken.peekitem(0 if self._is_ask else -1)[0])
+        return price < inner if self._is_ask else price > inner
 
     def __len__(self) -> int:
         return len(self._taken)
@@ -80,12 +114,14 @@ class _Ledger:
 
     def load(self, entries: tuple[Level, ...]) -> None:
         self._taken = SortedDict((price, taken) for price, taken in entries if taken > 0)
+        self._inner_float = None
 
     def reconcile(self, levels: tuple[Level, ...], full_depth: bool) -> list[Decimal]:
         """Forget traded-through prices, clamp shown ones; return what each level offers."""
         taken = self._taken
         if not taken:  # the usual case: nothing taken anywhere, every level offers all
             return [qty for _, qty in levels]
+        self._inner_float = None
         if levels:
             best = levels[0][0]
             worst = levels[-1][0]
@@ -116,23 +152,25 @@ class _Ledger:
 
     def add(self, price: Decimal, qty: Decimal) -> None:
         self._taken[price] = EXACT.add(self._taken.get(price, ZERO), qty)
+        self._inner_float = None
 
 
 class _OrderSide:
     """Resting orders of one side, bucketed by limit price, best limit first."""
 
-    __slots__ = ("_best", "_buckets", "side")
+    __slots__ = ("_best", "_best_float", "_buckets", "side")
 
     def __init__(self, side: Side) -> None:
         self.side = side
         self._buckets: SortedDict = SortedDict()
         self._best: Decimal | None = None  # cached: read on every update
+        self._best_float: float | None = None  # float(best limit), cached likewise
 
     def add(self, order: RestingOrder) -> None:
         bucket = self._buckets.get(order.limit)
         if bucket is None:
             bucket = self._buckets[order.limit] = {}
-            self._best = None
+            self._best = self._best_float = None
         bucket[order.order_id] = order
 
     def remove(self, order: RestingOrder) -> None:
@@ -140,7 +178,7 @@ class _OrderSide:
         del bucket[order.order_id]
         if not bucket:
             del self._buckets[order.limit]
-            self._best = None
+            self._best = self._best_float = None
 
     def can_take(self, price: Decimal) -> bool:
         """Whether the best resting limit accepts a level at `price`."""
@@ -150,6 +188,18 @@ class _OrderSide:
         if best is None:
             best = self._best = self._buckets.peekitem(-1 if self.side is Side.BUY else 0)[0]
         return _acceptable(self.side, price, best)
+
+    def certainly_refuses(self, price: float) -> bool:
+        """Whether no resting limit accepts a ticker level at `price` (as float), decided
+        exactly: True only when the float comparison is strict (see the module doc)."""
+        best = self._best_float
+        if best is None:
+            if not self._buckets:
+                return True
+            best = self._best_float = float(
+                self._buckets.peekitem(-1 if self.side is Side.BUY else 0)[0]
+            )
+        return price > best if self.side is Side.BUY else price < best
 
     def buckets_best_first(self) -> Iterator[tuple[Decimal, dict[str, RestingOrder]]]:
         keys = self._buckets.irange(reverse=self.side is Side.BUY)
@@ -193,6 +243,10 @@ class SymbolMatcher:
         self._ledgers = {Side.BUY: _Ledger(is_ask=True), Side.SELL: _Ledger(is_ask=False)}
         self._buyers = (self._sides[Side.BUY], self._ledgers[Side.BUY])
         self._sellers = (self._sides[Side.SELL], self._ledgers[Side.SELL])
+        # The texts of the last applied ticker, if after it every acceptable offer was
+        # exhausted or no order could take it (None: not known to be so).
+        self._settled: tuple[str, str, str, str] | None = None
+        self._skipped_expired = False  # an apply passed an order over (rule 7)
 
     def __len__(self) -> int:
         return len(self._orders)
@@ -226,12 +280,14 @@ class SymbolMatcher:
         if self._orders or self._quote is not None:
             raise ValueError("restore() is only for a matcher that has not started")
         self.last_update_id = state.last_update_id
+        self._settled = None
         self._ledgers[Side.BUY].load(state.asks)
         self._ledgers[Side.SELL].load(state.bids)
 
     def forget_quote(self) -> None:
         """The upstream connection changed: its last quote no longer counts (rule 5)."""
         self._quote = None
+        self._settled = None
 
     def drain_ended(self) -> list[str]:
         """The IOC/FOK orders that met their quote and left the engine with something
@@ -254,6 +310,7 @@ class SymbolMatcher:
                 self._orders[order.order_id] = order
                 self._sides[order.side].add(order)
                 self._awaiting[order.order_id] = order
+                self._settled = None  # not matched against a quote
                 return []
             return self._meet_at_once(order, quote, now)
         self._orders[order.order_id] = order
@@ -261,6 +318,7 @@ class SymbolMatcher:
         # Rule 7: not if it has expired, nor if the quote arrived at or after its expiry
         # (`now` is a wall clock and may lag the quote's receive time).
         if quote is None or order.expires_at <= max(now, quote.received_at):
+            self._settled = None  # it was not matched against the quote
             return []
         levels = quote.asks if order.side is Side.BUY else quote.bids
         ledger = self._ledgers[order.side]
@@ -298,7 +356,13 @@ class SymbolMatcher:
             return None
         self.last_update_id = update.update_id
         self._quote = update
+        if type(update) is BookTicker and not self._awaiting:
+            texts = update.texts
+            if texts == self._settled or self._changes_nothing(texts):
+                self._settled = texts
+                return []
         executions: list[Execution] = []
+        self._skipped_expired = False
         for (orders, ledger), levels in ((self._buyers, update.asks), (self._sellers, update.bids)):
             offers = ledger.reconcile(levels, update.full_depth)
             # The common case, nothing can fill, costs one look at the best limit.
@@ -308,7 +372,24 @@ class SymbolMatcher:
             for order in list(self._awaiting.values()):
                 self.ended.append(order.order_id)
                 self._drop(order)
+        settled = type(update) is BookTicker and not self._skipped_expired
+        self._settled = update.texts if settled else None  # type: ignore[attr-defined]
         return executions
+
+    def _changes_nothing(self, texts: tuple[str, str, str, str]) -> bool:
+        """Whether applying this ticker certainly fills nothing and changes no ledger,
+        decided from its text (exact: see the module doc). False means "maybe"."""
+        ask = float(texts[2])
+        if ask:  # price 0: no ask at all
+            orders, ledger = self._buyers
+            if not (orders.certainly_refuses(ask) and ledger.untouched_by(ask)):
+                return False
+        bid = float(texts[0])
+        if bid:
+            orders, ledger = self._sellers
+            if not (orders.certainly_refuses(bid) and ledger.untouched_by(bid)):
+                return False
+        return True
 
     def _match_side(
         self,
@@ -330,6 +411,7 @@ class SymbolMatcher:
                 break
             for order in bucket.values():
                 if order.expires_at <= update.received_at:
+                    self._skipped_expired = True
                     continue  # only updates received before expires_at may fill (rule 7)
                 if (
                     fok_waiting

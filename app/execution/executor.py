@@ -84,6 +84,7 @@ class Executor:
             del orders  # the workers hold them now; the list would double the peak
             if self._unheld:
                 await self._all_held.wait()
+            self._unheld = set()  # emptied, a set keeps its table: ~40 bytes per order
         self.ready = True
 
     async def _recover(self, orders: list[Order], fence: Fence | None) -> None:

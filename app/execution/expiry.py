@@ -14,11 +14,17 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from app.clock import now_us
 
 MAX_RUNS = 16
+
+
+class Expiring(Protocol):
+    @property
+    def expires_at_us(self) -> int: ...
 
 
 class _Run:
@@ -32,12 +38,25 @@ class _Run:
 
 
 class ExpiryTimer:
-    """Calls `on_due(order_id)` once each added order's time has come, unless discarded."""
+    """Calls `on_due(order_id)` once each added order's time has come, unless discarded.
 
-    def __init__(self, on_due: Callable[[str], None], clock: Callable[[], int] = now_us) -> None:
+    With `held` (the caller's own map of the orders it holds, which it leaves before it
+    discards one), an order is live while it is in there and its expiry is read from it:
+    no map of the timer's own, one dict entry less per resting order. Without, the timer
+    keeps its own."""
+
+    def __init__(
+        self,
+        on_due: Callable[[str], None],
+        clock: Callable[[], int] = now_us,
+        *,
+        held: Mapping[str, Expiring] | None = None,
+    ) -> None:
         self._on_due = on_due
         self._clock = clock
-        self._due: dict[str, int] = {}  # order_id -> expires_at_us, only the live ones
+        self._held = held
+        # order_id -> expires_at_us, only the live ones (unless `held` tells)
+        self._due: dict[str, int] = {}
         # Both may hold discarded ids until they reach the front or are compacted away.
         self._runs: list[_Run] = []
         self._heap: list[tuple[int, str]] = []  # what fits no run
@@ -46,7 +65,13 @@ class ExpiryTimer:
         self._armed_for: int | None = None
 
     def __len__(self) -> int:
-        return len(self._due)
+        return len(self._due) if self._held is None else len(self._held)
+
+    def _due_of(self, order_id: str) -> int | None:
+        if self._held is None:
+            return self._due.get(order_id)
+        order = self._held.get(order_id)
+        return None if order is None else order.expires_at_us
 
     @property
     def entries(self) -> int:
@@ -54,7 +79,8 @@ class ExpiryTimer:
         return self._entries
 
     def add(self, order_id: str, expires_at_us: int) -> None:
-        self._due[order_id] = expires_at_us
+        if self._held is None:
+            self._due[order_id] = expires_at_us
         self._entries += 1
         self._place(order_id, expires_at_us)
         if self._armed_for is None or expires_at_us < self._armed_for:
@@ -75,13 +101,19 @@ class ExpiryTimer:
             heapq.heappush(self._heap, (due_us, order_id))
 
     def discard(self, order_id: str) -> None:
-        if self._due.pop(order_id, None) is not None and self._entries > 2 * len(self._due) + 64:
+        if self._held is None and self._due.pop(order_id, None) is None:
+            return
+        if self._entries > 2 * len(self) + 64:
             self._compact()
 
     def _compact(self) -> None:
         """Mostly discarded ids (orders that filled or were cancelled): start again from
         the live ones, sorted, as a single run."""
-        live = sorted(self._due.items(), key=lambda item: item[1])
+        if self._held is None:
+            live = sorted(self._due.items(), key=lambda item: item[1])
+        else:
+            held = ((order_id, order.expires_at_us) for order_id, order in self._held.items())
+            live = sorted(held, key=lambda item: item[1])
         self._heap = []
         self._runs = []
         if live:
@@ -106,12 +138,12 @@ class ExpiryTimer:
     def _next(self) -> tuple[int, _Run | None] | None:
         """The soonest live expiry and where it is (None: the heap), dropping discarded
         ids found in front on the way; None if nothing is waiting."""
-        due = self._due
+        due_of = self._due_of
         soonest: tuple[int, _Run | None] | None = None
         for run in self._runs:
             ids = run.ids
             while ids:
-                due_us = due.get(ids[0])
+                due_us = due_of(ids[0])
                 if due_us is not None:
                     if soonest is None or due_us < soonest[0]:
                         soonest = (due_us, run)
@@ -121,7 +153,7 @@ class ExpiryTimer:
         heap = self._heap
         while heap:
             due_us, order_id = heap[0]
-            if due.get(order_id) == due_us:
+            if due_of(order_id) == due_us:
                 if soonest is None or due_us < soonest[0]:
                     soonest = (due_us, None)
                 break
@@ -141,5 +173,6 @@ class ExpiryTimer:
                 return
             order_id = run.ids.popleft() if run is not None else heapq.heappop(self._heap)[1]
             self._entries -= 1
-            del self._due[order_id]
+            if self._held is None:
+                del self._due[order_id]
             self._on_due(order_id)

@@ -24,9 +24,10 @@ from app.core.account import (
     market_buy_reserve,
 )
 from app.core.commands import AddOrder, CancelOrder
+from app.core.decimals import ZERO
 from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.events import EventKind, order_event
-from app.core.order import Order
+from app.core.order import NO_FILLS, Order
 from app.core.symbols import fee_asset
 from app.ids import new_order_id
 from app.ports import (
@@ -227,24 +228,14 @@ class IntakeService:
 
     async def _accept(self, owner: str, request: NewOrder, timeout_s: float) -> Submission:
         created = now_us()
-        order = Order(
-            order_id=new_order_id(),
-            owner=owner,
-            client_order_id=request.client_order_id,
-            symbol=request.symbol,
-            side=request.side,
-            order_size=request.order_size,
-            price=request.price,
-            timeout_s=timeout_s,
-            status=OrderStatus.OPEN,
-            created_at_us=created,
-            updated_at_us=created,
-            expires_at_us=created + round(timeout_s * 1_000_000),
-            type=request.type,
-            time_in_force=request.time_in_force,
+        order = Order(  # positionally: a keyword call costs more, once per order
+            new_order_id(), owner, request.client_order_id, request.symbol, request.side,
+            request.order_size, request.price, timeout_s, OrderStatus.OPEN, created, created,
+            created + round(timeout_s * 1_000_000), ZERO, ZERO, 0, None, NO_FILLS,
+            request.type, request.time_in_force, ZERO,
             # Stored with the order, so that execution needs no lookup per fill.
-            fee_asset=fee_asset(request.symbol, request.side),
-        )
+            fee_asset(request.symbol, request.side),
+        )  # fmt: skip
         balances = self._locks(order)  # may refuse: BalanceRefused
         accepted = order_event(EventKind.ACCEPTED, order, trace=tracing.inject())
         try:

@@ -39,9 +39,8 @@ class OrderInterest:
     """Where a client is in one subscribed order's event stream."""
 
     ready: bool = False  # snapshot sent; until then events wait in `held`
-    held: list[tuple[EventKind, int, Frame]] = field(
-        default_factory=list
-    )  # (kind, fill seq, frame)
+    # (kind, fill seq, frame) of the events that arrived while the snapshot was read
+    held: list[tuple[EventKind, int, Frame]] = field(default_factory=list)
     fill_seq: int = 0  # the last fill the client has (in the snapshot or pushed)
     final: bool = False  # the client has seen the order end
 
@@ -98,18 +97,38 @@ class PushClient:
     def push(self, frame: Frame) -> bool:
         """An event's frame: held for the next `flush` if the client keeps up, else queued.
         True when the client has just become one to flush (once per round)."""
-        if self.closing:
-            return False
-        unflushed = self._unflushed
-        if unflushed:
-            unflushed.append(frame.wire)
-            if len(unflushed) >= MAX_UNFLUSHED:
-                self.flush()  # a long round: written now, and the next push looks again
+        if self.closing or self._held(frame):
             return False
         if self._frames or not self._keeps_up():
             self.send(frame.text)
             return False
+        self._unflushed.append(frame.wire)
+        return True
+
+    def push_book(self, symbol: str, frame: Frame) -> bool:
+        """A quote: as `push` for a client that keeps up; otherwise only the latest quote
+        per symbol waits for the writer."""
+        if self.closing:
+            return False
+        if self._latest_book or self._frames:
+            self.send_book(symbol, frame.text)
+            return False
+        if self._held(frame):
+            return False
+        if not self._keeps_up():
+            self.send_book(symbol, frame.text)
+            return False
+        self._unflushed.append(frame.wire)
+        return True
+
+    def _held(self, frame: Frame) -> bool:
+        """Added to this round's write if the client has one open (it kept up this round)."""
+        unflushed = self._unflushed
+        if not unflushed:
+            return False
         unflushed.append(frame.wire)
+        if len(unflushed) >= MAX_UNFLUSHED:
+            self.flush()  # a long round: written now, and the next push looks again
         return True
 
     def flush(self) -> None:
@@ -121,7 +140,11 @@ class PushClient:
         transport = self._transport
         if transport is None or transport.is_closing() or self.ws.closed:
             return  # gone: it resubscribes for a snapshot if it comes back
-        transport.write(unflushed[0] if len(unflushed) == 1 else b"".join(unflushed))
+        try:
+            transport.write(unflushed[0] if len(unflushed) == 1 else b"".join(unflushed))
+        except (ConnectionError, RuntimeError, OSError):  # went away under us: this one only
+            self.closing = True
+            self._wake.set()
 
     def _keeps_up(self) -> bool:
         transport = self._transport
@@ -133,8 +156,11 @@ class PushClient:
         )
 
     def send_book(self, symbol: str, frame: str) -> None:
+        """A quote through the writer task: until it is written, the latest one wins."""
         if self.closing:
             return
+        if self._unflushed:
+            self.flush()  # what was pushed before this goes out before it
         self._latest_book[symbol] = frame  # latest wins
         self._wake.set()
 

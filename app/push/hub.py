@@ -80,7 +80,7 @@ class PushHub:
         self._by_order: dict[str, set[PushClient]] = defaultdict(set)
         self._orders_channel: dict[str, set[PushClient]] = defaultdict(set)
         self._by_book: dict[str, set[PushClient]] = defaultdict(set)
-        self._last_book: dict[str, str] = {}
+        self._last_book: dict[str, Frame] = {}
         self._per_owner: Counter[str] = Counter()
         self._to_flush: list[PushClient] = []  # clients with frames pushed this round
         # The account channel: its clients per owner, and the owners' pushes.
@@ -88,6 +88,7 @@ class PushHub:
         self.accounts = (
             None if read_account is None else AccountPusher(read_account, self._send_account)
         )
+        self._flush_scheduled = False
 
     async def run(self) -> None:
         subscription = self._bus.subscribe()
@@ -135,25 +136,29 @@ class PushHub:
         sent = len(mine)
         # The channel's clients that do not watch the order itself: no snapshot to follow.
         to_flush = self._to_flush
-        flushing = bool(to_flush)
         for client in channel:
             if client in watchers:
                 continue
             sent += 1
             if client.push(frame):
                 to_flush.append(client)
-        if to_flush and not flushing:
-            asyncio.get_running_loop().call_soon(self._flush)
+        self._flush_soon()
         return sent
 
     def _push(self, client: PushClient, frame: Frame) -> None:
         if client.push(frame):
-            if not self._to_flush:
-                asyncio.get_running_loop().call_soon(self._flush)
             self._to_flush.append(client)
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """Once the events handed over together are all pushed: the round's writes."""
+        if self._to_flush and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         """The round is over: one write per client that was pushed to."""
+        self._flush_scheduled = False
         clients, self._to_flush = self._to_flush, []
         for client in clients:
             client.flush()
@@ -176,10 +181,13 @@ class PushHub:
         clients = self._by_book.get(update.symbol)
         if not clients:
             return
-        frame = encode(book_message(update))
+        frame = Frame.of(orjson.dumps(book_message(update)))
         self._last_book[update.symbol] = frame
+        to_flush = self._to_flush
         for client in clients:
-            client.send_book(update.symbol, frame)
+            if client.push_book(update.symbol, frame):
+                to_flush.append(client)
+        self._flush_soon()
 
     # -- subscriptions --------------------------------------------------------------------
 
@@ -269,7 +277,7 @@ class PushHub:
         watchers.add(client)
         last = self._last_book.get(symbol)
         if last is not None:
-            client.send_book(symbol, last)
+            client.send_book(symbol, last.text)
 
     def unwatch_book(self, client: PushClient, symbol: str) -> None:
         client.books.discard(symbol)

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from app.core.domain import BookUpdate, Level
+from app.core.domain import BookTicker, BookUpdate, Level
 
 MAX_UPDATE_ID = 2**63 - 1
 
@@ -30,6 +30,18 @@ _NUMBER = r"[0-9]{1,20}(?:\.[0-9]{1,18})?"
 _are_two_numbers = re.compile(" ".join([_NUMBER] * 2)).fullmatch
 _are_four_numbers = re.compile(" ".join([_NUMBER] * 4)).fullmatch
 _join = " ".join
+# A bookTicker frame exactly as Binance writes it (compact, its keys in Binance's order),
+# checked and taken apart in one call: what this matches, the general path would accept
+# with the same values. Anything else (other spacing or key order, escapes, a malformed
+# value) goes the general way, which decides.
+_match_ticker = re.compile(
+    (
+        r'\{"stream":"([a-z0-9]{1,40})@bookTicker","data":\{"u":(0|[1-9][0-9]{0,18}),'
+        r'"s":"[A-Z0-9]{0,40}","b":"(N)","B":"(N)","a":"(N)","A":"(N)"\}\}'
+    )
+    .replace("N", _NUMBER)
+    .encode()
+).fullmatch
 
 
 class MalformedFrame(ValueError):
@@ -90,28 +102,24 @@ def _levels(raw: Any, side: str, *, best_is_highest: bool) -> tuple[Level, ...]:
     return tuple(levels)
 
 
-def _book_ticker(symbol: str, data: dict[str, Any], received_at: float) -> BookUpdate:
+def _book_ticker(symbol: str, data: dict[str, Any], received_at: float) -> BookTicker:
     # The hottest path: one regex call checks all four numbers (str.join also refuses a
-    # non-string), and only then are they converted.
+    # non-string). They stay text: the matcher reads them as Decimals only when an order
+    # might fill (app/core/domain.py BookTicker).
     try:
         update_id = data["u"]
-        bid_text, bid_qty_text = data["b"], data["B"]
-        ask_text, ask_qty_text = data["a"], data["A"]
-        valid = _are_four_numbers(_join((bid_text, bid_qty_text, ask_text, ask_qty_text)))
+        texts = (data["b"], data["B"], data["a"], data["A"])
+        valid = _are_four_numbers(_join(texts))
     except (KeyError, TypeError) as exc:
         raise MalformedFrame(f"bookTicker payload is not u/b/B/a/A strings: {exc!r}") from exc
     if valid is None:
         raise MalformedFrame(
             "bookTicker price or quantity is not a decimal within the bounds: "
-            + _short([bid_text, bid_qty_text, ask_text, ask_qty_text])
+            + _short(list(texts))
         )
     if type(update_id) is not int or not 0 <= update_id <= MAX_UPDATE_ID:
         raise MalformedFrame(f"u is not an update id: {_short(update_id)}")
-    bid, ask = Decimal(bid_text), Decimal(ask_text)
-    # Price 0 is Binance's empty side: nothing there to take.
-    bids = ((bid, Decimal(bid_qty_text)),) if bid else ()
-    asks = ((ask, Decimal(ask_qty_text)),) if ask else ()
-    return BookUpdate(symbol, update_id, bids, asks, received_at)
+    return BookTicker(symbol, update_id, texts, received_at)
 
 
 _STREAMS: dict[str, tuple[str, str]] = {}  # stream name -> (SYMBOL, channel), memoised
@@ -127,11 +135,25 @@ def _split_stream(stream: str) -> tuple[str, str]:
     return known
 
 
+_TICKER_SYMBOLS: dict[bytes, str] = {}  # b"btcusdt" -> "BTCUSDT", memoised
+
+
 def parse_frame(raw: str | bytes, received_at: float) -> Frame:
     """Parse one text frame of the combined `/stream` endpoint.
 
     Returns None for a well-formed frame of no interest (another stream type).
     """
+    if type(raw) is bytes and (ticker := _match_ticker(raw)) is not None:
+        stream, update_id, bid, bid_qty, ask, ask_qty = ticker.groups()
+        symbol = _TICKER_SYMBOLS.get(stream)
+        if symbol is None:
+            symbol = _split_stream(f"{stream.decode()}@bookTicker")[0]
+            if len(_TICKER_SYMBOLS) < 4096:
+                _TICKER_SYMBOLS[stream] = symbol
+        number = int(update_id)
+        if number <= MAX_UPDATE_ID:
+            texts = (bid.decode(), bid_qty.decode(), ask.decode(), ask_qty.decode())
+            return BookTicker(symbol, number, texts, received_at)
     try:
         message = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
