@@ -54,6 +54,11 @@ class AccountPusher:
         finally:
             del self._reading[owner]
 
+    async def close_when_idle(self) -> None:
+        """Wait until every owner's pushes are sent (tests, and a graceful stop)."""
+        while self._reading:
+            await asyncio.gather(*self._reading.values(), return_exceptions=True)
+
     async def close(self) -> None:
         tasks = list(self._reading.values())
         for task in tasks:
