@@ -99,12 +99,13 @@ def main(argv: list[str] | None = None) -> None:
 
     watch = commands.add_parser("watch", help="follow an order's fills in the terminal")
     watch.add_argument("order_id")
-    submit = commands.add_parser("submit", help="place a limit order (and --watch it)")
+    submit = commands.add_parser("submit", help="place an order (and --watch it)")
     submit.add_argument("symbol")
     submit.add_argument("side", choices=["buy", "sell"])
     submit.add_argument("order_size")
-    submit.add_argument("price")
+    submit.add_argument("price", help='the limit price, or "market" for a market order')
     submit.add_argument("--timeout", type=float, dest="timeout_s")
+    submit.add_argument("--tif", choices=["GTT", "IOC", "FOK"], dest="time_in_force")
     submit.add_argument("--client-order-id")
     submit.add_argument("--watch", action="store_true", help="follow it until it ends")
     for command in (watch, submit):
@@ -120,16 +121,19 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "watch":
             coro = terminal.watch(args.url, args.order_id, token=args.token, out=sys.stdout)
         else:
-            body = {
-                "symbol": args.symbol, "side": args.side, "order_size": args.order_size,
-                "price": args.price,
-            }  # fmt: skip
-            if args.timeout_s is not None:
-                body["timeout_s"] = args.timeout_s
+            body = {"symbol": args.symbol, "side": args.side, "order_size": args.order_size}
+            is_market = args.price.lower() == "market"
+            if not is_market:
+                body["price"] = args.price
+                if args.timeout_s is not None:
+                    body["timeout_s"] = args.timeout_s
+                if args.time_in_force:
+                    body["time_in_force"] = args.time_in_force
             if args.client_order_id:
                 body["client_order_id"] = args.client_order_id
+            path = "/order/market" if is_market else "/order/limit"
             coro = terminal.submit(args.url, body, token=args.token, follow=args.watch,
-                                   out=sys.stdout)  # fmt: skip
+                                   out=sys.stdout, path=path)  # fmt: skip
         raise SystemExit(asyncio.run(coro))
     if args.command == "demo":
         from app.demo import run_demo

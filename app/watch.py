@@ -107,13 +107,20 @@ async def watch(base_url: str, order_id: str, *, token: str | None, out: TextIO)
 
 
 async def submit(
-    base_url: str, body: dict[str, Any], *, token: str | None, follow: bool, out: TextIO
+    base_url: str,
+    body: dict[str, Any],
+    *,
+    token: str | None,
+    follow: bool,
+    out: TextIO,
+    path: str = "/order/limit",
 ) -> int:
+    """Place an order (POST `path`: /order/limit or /order/market) and maybe follow it."""
     try:
         async with (
             aiohttp.ClientSession() as session,
             session.post(
-                f"{base_url.rstrip('/')}/order/limit", json=body, headers=_headers(token)
+                f"{base_url.rstrip('/')}{path}", json=body, headers=_headers(token)
             ) as response,
         ):
             payload = await response.json(content_type=None)

@@ -106,16 +106,18 @@ async def intake_round(seconds: float) -> dict[str, Any]:
 
 
 def layer_table(round_: dict[str, Any]) -> list[dict[str, Any]]:
-    """µs per request at each cut (1 / throughput: the event loop is saturated)."""
-    bare_us = 1e6 / round_["bare"]["rps"]
-    rows = [{"layer": "bare aiohttp handler", "rps": round_["bare"]["rps"], "us": bare_us}]
-    previous = bare_us
-    for stage, name in LAYERS:
-        us = 1e6 / round_[stage]["rps"]
-        rows.append(
-            {"layer": name, "rps": round_[stage]["rps"], "us": us, "added_us": us - previous}
-        )
-        previous = us
+    """µs per request at each cut: 1 / throughput (the event loop is saturated), and the
+    server's CPU time per request (steadier on a shared machine)."""
+    rows = []
+    previous_us = previous_cpu = 0.0
+    for stage, name in (("bare", "bare aiohttp handler"), *LAYERS):
+        result = round_[stage]
+        us, cpu = 1e6 / result["rps"], result["cpu_us"]
+        row = {"layer": name, "rps": result["rps"], "us": us, "cpu_us": cpu}
+        if stage != "bare":
+            row |= {"added_us": us - previous_us, "added_cpu_us": cpu - previous_cpu}
+        rows.append(row)
+        previous_us, previous_cpu = us, cpu
     return rows
 
 
@@ -130,9 +132,11 @@ async def run_intake(seconds: float, rounds: int = 1) -> dict[str, Any]:
         "bare_rps": median["bare"]["rps"],
         "bare_p50_ms": median["bare"]["p50_ms"],
         "bare_p99_ms": median["bare"]["p99_ms"],
+        "bare_cpu_us": median["bare"]["cpu_us"],
         "service_rps": service["rps"],
         "p50_ms": service["p50_ms"],
         "p99_ms": service["p99_ms"],
+        "service_cpu_us": service["cpu_us"],
         "ratio": median["ratio"],
         "ratios": ratios,
         "ratio_median": statistics.median(ratios),
@@ -146,16 +150,21 @@ async def run_intake(seconds: float, rounds: int = 1) -> dict[str, Any]:
 
 def _print(result: dict[str, Any]) -> None:
     print(f"bare     {result['bare_rps']:8.0f} req/s  p50 {result['bare_p50_ms']:.1f} ms  "
-          f"p99 {result['bare_p99_ms']:.1f} ms")  # fmt: skip
+          f"p99 {result['bare_p99_ms']:.1f} ms  CPU {result['bare_cpu_us']:.0f} µs/req")  # fmt: skip
     print(f"service  {result['service_rps']:8.0f} req/s  p50 {result['p50_ms']:.1f} ms  "
-          f"p99 {result['p99_ms']:.1f} ms  (LOG_LEVEL=info, JSON)")  # fmt: skip
+          f"p99 {result['p99_ms']:.1f} ms  CPU {result['service_cpu_us']:.0f} µs/req "
+          "(LOG_LEVEL=info, JSON)")  # fmt: skip
     ratios = ", ".join(f"{r:.2f}" for r in result["ratios"])
     print(f"ratio    {result['ratio']:.2f}  (median of [{ratios}])")
     print(f"{result['accepted']} answered 202, {result['stored']} stored, "
           f"{result['log_lines']} order.accepted log lines")  # fmt: skip
+    print(f"  {'layers running':<70} {'req/s':>7} {'µs/req':>7} {'added':>6} "
+          f"{'CPU µs/req':>10} {'added':>6}")  # fmt: skip
     for row in result["layers"]:
-        added = f"+{row['added_us']:.0f} µs" if "added_us" in row else ""
-        print(f"  {row['layer']:<72} {row['rps']:7.0f} req/s {row['us']:6.0f} µs  {added}")
+        added = f"{row['added_us']:+6.0f}" if "added_us" in row else " " * 6
+        added_cpu = f"{row['added_cpu_us']:+6.0f}" if "added_cpu_us" in row else ""
+        print(f"  {row['layer']:<70} {row['rps']:7.0f} {row['us']:7.0f} {added} "
+              f"{row['cpu_us']:10.0f} {added_cpu}")  # fmt: skip
 
 
 if __name__ == "__main__":

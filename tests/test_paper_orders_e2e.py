@@ -260,3 +260,26 @@ async def test_in_depth_mode_a_waiting_market_sell_sweeps_every_shown_bid(
         assert final["fee_asset"] == "BTC"
     finally:
         await events.close()
+
+
+async def test_the_websocket_pushes_the_fill_with_its_fee_then_the_expiry(
+    client: TestClient,  # type: ignore[type-arg]
+    emulator: BinanceEmulator,
+) -> None:
+    async with client.ws_connect("/ws?channel=orders") as ws:
+        assert (await ws.receive_json())["type"] == "subscribed"
+        order = await market(client, symbol="ETHUSDT", side="buy", order_size="2")
+        await emulator.wait_subscribed(stream("ETHUSDT"))
+        emulator.book_ticker("ETHUSDT", "2999", "5", "3000.5", "1.5")
+        messages = []
+        while not messages or messages[-1]["event"] != "expired":
+            message = await ws.receive_json(timeout=5)
+            if message.get("type") == "order" and message["order"]["order_id"] == order["order_id"]:
+                messages.append(message)
+    assert [m["event"] for m in messages] == ["accepted", "fill", "expired"]
+    fill = messages[1]
+    assert fill["fill"]["fee"] == "0.0015" and fill["fill"]["fee_asset"] == "ETH"
+    assert fill["order"]["fees"] == "0.0015" and fill["order"]["type"] == "market"
+    expired = messages[2]["order"]
+    assert expired["price"] is None and expired["time_in_force"] == "IOC"
+    assert expired["status"] == "expired" and expired["filled_qty"] == "1.5"

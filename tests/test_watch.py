@@ -78,6 +78,27 @@ async def test_watch_shows_a_market_order_as_market(client: TestClient) -> None:
             await watching
 
 
+async def test_the_submit_command_places_market_and_time_in_force_orders(
+    client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    placed = []
+    for arguments in (
+        ["ETHBTC", "buy", "1", "market"],
+        ["ETHBTC", "sell", "2", "0.05", "--tif", "FOK"],
+    ):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app", "submit", *arguments, "--url", _base(client),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        output, _ = await process.communicate()
+        assert process.returncode == 0, output
+        order_id = output.decode().split()[1]  # "accepted <id> (open)"
+        placed.append(await (await client.get(f"/orders/{order_id}")).json())
+    market, fok = placed
+    assert (market["type"], market["price"], market["time_in_force"]) == ("market", None, "IOC")
+    assert (fok["type"], fok["price"], fok["time_in_force"]) == ("limit", "0.05", "FOK")
+
+
 async def test_watch_exits_2_for_an_unknown_order(client: TestClient) -> None:  # type: ignore[type-arg]
     out = io.StringIO()
     assert await watch(_base(client), "no-such-order", token=None, out=out) == 2

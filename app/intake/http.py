@@ -105,7 +105,7 @@ def _fast_json_object(raw: bytes) -> dict[str, Any] | None:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if type(body) is not dict or any(type(value) is float for value in body.values()):
+    if type(body) is not dict or float in map(type, body.values()):
         return None
     return body
 

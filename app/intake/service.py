@@ -186,6 +186,9 @@ class IntakeService:
         self._max_open = max_open_orders
         self._execution_ready = execution_ready
         self._endings = _Endings(bus)
+        # Bound once, as logging is configured by now: `log` is structlog's lazy proxy,
+        # which would look the logger up again on every order it logs.
+        self._log = log.bind()
         self.accepted = 0
         self._started = False
         self._stopping = False
@@ -253,7 +256,7 @@ class IntakeService:
                 raise
             await self._limiter.release_open(owner)
             return Submission(self._same_or_conflict(existing, request, timeout_s), False)
-        log.info(
+        self._log.info(
             "order.accepted", order_id=order.order_id, symbol=order.symbol,
             side=order.side.value, size=str(order.order_size), price=str(order.price),
             type=order.type.value, time_in_force=order.time_in_force.value,
