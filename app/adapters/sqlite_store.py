@@ -104,8 +104,8 @@ def _run_plainly(db: sqlite3.Connection, writes: list[_Write]) -> None:
 
     def insert_new_orders() -> None:
         db.executemany(_INSERT_ORDER, new_orders)
-        for owner, balances in accepts:  # in order, as if each ran after its row
-            _accept_balances(db, owner, balances)
+        if accepts:
+            _accept_many(db, accepts)
         new_orders.clear()
         accepts.clear()
 
@@ -187,6 +187,32 @@ def _accept_balances(db: sqlite3.Connection, owner: str, balances: OpeningBalanc
     )
     rows = _read_balances(db, [(owner, asset) for asset in balances.assets()])
     _write_balances(db, balances.rows_after(owner, rows, new_owner=new_owner))
+
+
+def _accept_many(db: sqlite3.Connection, accepts: list[tuple[str, OpeningBalances]]) -> None:
+    """`_accept_balances` for several orders, in their order, with one read and one write
+    of the rows they touch (a refusal raises, and the batch is run again write by write)."""
+    owners = sorted({owner for owner, _ in accepts})
+    seen: set[str] = set()
+    for start in range(0, len(owners), _KEYS_PER_READ):
+        chunk = owners[start : start + _KEYS_PER_READ]
+        marks = ", ".join("?" * len(chunk))
+        query = f"SELECT owner FROM accounts WHERE owner IN ({marks})"
+        seen.update(row[0] for row in db.execute(query, chunk))
+    now = now_us()
+    db.executemany(
+        "INSERT INTO accounts (owner, created_at_us) VALUES (?, ?)",
+        [(owner, now) for owner in owners if owner not in seen],
+    )
+    keys = sorted({(owner, asset) for owner, balances in accepts for asset in balances.assets()})
+    rows = _read_balances(db, keys)
+    changed: dict[tuple[str, str], AssetBalance] = {}
+    for owner, balances in accepts:
+        after = balances.rows_after(owner, rows, new_owner=owner not in seen)
+        seen.add(owner)
+        rows.update(after)
+        changed.update(after)
+    _write_balances(db, changed)
 
 
 def _apply_balances(db: sqlite3.Connection, deltas: Sequence[OwnerDelta]) -> None:
