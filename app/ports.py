@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from app.core.account import AssetBalance, OpeningBalances, OwnerDelta, PositionRow
 from app.core.commands import OrderCommand
-from app.core.domain import MarketState, OrderStatus
+from app.core.domain import MarketState, OrderStatus, Side
 from app.core.events import OrderEvent
 from app.core.order import Fill, Order
 
@@ -85,6 +85,22 @@ class OrderPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class OwnedFill:
+    """A fill with the order it belongs to: one row of an owner's fills export."""
+
+    order_id: str
+    symbol: str
+    side: Side
+    fill: Fill
+
+
+@dataclass(frozen=True, slots=True)
+class FillPage:
+    fills: list[OwnedFill]
+    next_cursor: str | None
+
+
 class OrderStore(Protocol):
     async def insert_order(
         self,
@@ -131,6 +147,16 @@ class OrderStore(Protocol):
         limit: int,
         cursor: int | None,
     ) -> OrderPage: ...
+
+    async def list_fills(
+        self, owner: str, *, symbol: str | None, limit: int, cursor: int | None
+    ) -> FillPage:
+        """The owner's fills (of one symbol, or all), newest stored first, `limit` of them,
+        after `cursor` (a page's `next_cursor`), in one statement. Each fill has a position
+        in the order fills were stored; a page continues strictly below the previous one,
+        so paging never repeats a fill nor skips one stored before the first page was read
+        (fills stored while paging are above the first page on SQLite and memory, and may
+        or may not show on PostgreSQL, whose ids are drawn before commit)."""
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Orders still open or partially filled (of one symbol, or all), oldest first."""

@@ -22,8 +22,10 @@ from app.ports import (
     AccountState,
     DuplicateClientOrderId,
     Fence,
+    FillPage,
     OrderChange,
     OrderPage,
+    OwnedFill,
     PositionUpdate,
     StoreConflict,
     StoreError,
@@ -52,6 +54,7 @@ class MemoryStore:
         self._balances: dict[tuple[str, str], AssetBalance] = {}  # (owner, asset)
         self._positions: dict[tuple[str, str], PositionRow] = {}  # (owner, symbol)
         self._next_seq = 1
+        self._fills: list[tuple[str, OwnedFill]] = []  # (owner, fill), in the order stored
         self._closed = False
         self.commits = 0
 
@@ -116,6 +119,11 @@ class MemoryStore:
             row.order = _copy(change.order, with_fills=False)
             row.order.fills = fills
             row.fill_seqs.update(fill.seq for fill in change.new_fills)
+            order = change.order
+            self._fills.extend(
+                (order.owner, OwnedFill(order.order_id, order.symbol, order.side, fill))
+                for fill in change.new_fills
+            )
         if market is not None:
             self._market[market.symbol] = market
         self._balances.update(add_owner_deltas(self._balances, balances))
@@ -153,6 +161,21 @@ class MemoryStore:
         page = matching[:limit]
         next_cursor = str(page[-1].seq) if len(matching) > limit else None
         return OrderPage([_copy(row.order, with_fills=False) for row in page], next_cursor)
+
+    async def list_fills(
+        self, owner: str, *, symbol: str | None, limit: int, cursor: int | None
+    ) -> FillPage:
+        """A fill's cursor is its place in `_fills` plus one (as a database id from 1)."""
+        self._check_open()
+        end = len(self._fills) if cursor is None else min(cursor - 1, len(self._fills))
+        page: list[tuple[int, OwnedFill]] = []
+        for index in range(end - 1, -1, -1):
+            who, fill = self._fills[index]
+            if who == owner and (symbol is None or fill.symbol == symbol):
+                if len(page) == limit:
+                    return FillPage([fill for _, fill in page], str(page[-1][0] + 1))
+                page.append((index, fill))
+        return FillPage([fill for _, fill in page], None)
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         self._check_open()

@@ -80,6 +80,14 @@ _ACCOUNT_TABLES = """
         PRIMARY KEY (owner, symbol)
     );"""
 
+# Fills carry their order's owner, symbol and side, so that an owner's fills are one
+# index range, newest `id` first (GET /fills).
+_FILL_INDEXES = """
+    CREATE INDEX fills_by_owner ON fills (owner, id);
+    CREATE INDEX fills_by_owner_symbol ON fills (owner, symbol, id);"""
+# Fills stored before `id` existed are numbered in the order they were made.
+_FILLS_IN_ORDER = "ORDER BY f.ts_us, o.seq, f.seq"
+
 # What an open order's lock is computed from (app.core.balances.locked_by).
 _OPEN_ORDER_LOCKS = (
     "SELECT owner, symbol, side, order_size, price, filled_qty, notional, reserve "
@@ -235,6 +243,35 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE orders ADD COLUMN reserve TEXT;
     {_ACCOUNT_TABLES}
     """,
+    # 5: the fills export (GET /fills). Each fill gets `id`, its place in the order fills
+    # were stored (the export's cursor), and its order's owner, symbol and side. SQLite
+    # cannot add such a column, so `fills` is rebuilt as a rowid table (AUTOINCREMENT: an
+    # id is never reused); (order_id, seq) stays unique.
+    f"""
+    CREATE TABLE fills_v5 (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        order_id  TEXT    NOT NULL REFERENCES orders (order_id),
+        seq       INTEGER NOT NULL CHECK (seq >= 1),
+        update_id INTEGER NOT NULL,
+        price     TEXT    NOT NULL,
+        qty       TEXT    NOT NULL,
+        ts_us     INTEGER NOT NULL,
+        fee       TEXT    NOT NULL DEFAULT '0',
+        fee_asset TEXT    NOT NULL DEFAULT '',
+        owner     TEXT    NOT NULL,
+        symbol    TEXT    NOT NULL,
+        side      TEXT    NOT NULL CHECK (side IN ('buy', 'sell')),
+        UNIQUE (order_id, seq)
+    );
+    INSERT INTO fills_v5 (order_id, seq, update_id, price, qty, ts_us, fee, fee_asset,
+                          owner, symbol, side)
+        SELECT f.order_id, f.seq, f.update_id, f.price, f.qty, f.ts_us, f.fee, f.fee_asset,
+               o.owner, o.symbol, o.side
+        FROM fills f JOIN orders o ON o.order_id = f.order_id {_FILLS_IN_ORDER};
+    DROP TABLE fills;
+    ALTER TABLE fills_v5 RENAME TO fills;
+    {_FILL_INDEXES}
+    """,
 )
 
 
@@ -370,6 +407,25 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     f"""
     ALTER TABLE orders ADD COLUMN reserve TEXT;
     {_ACCOUNT_TABLES}
+    """,
+    # 5: the fills export, as SQLite's 5: `id` (an identity from here on, numbering the
+    # existing fills in the order they were made first), owner, symbol and side.
+    f"""
+    ALTER TABLE fills ADD COLUMN id BIGINT, ADD COLUMN owner TEXT, ADD COLUMN symbol TEXT,
+        ADD COLUMN side TEXT;
+    UPDATE fills AS f SET id = n.id, owner = n.owner, symbol = n.symbol, side = n.side
+    FROM (SELECT f.order_id, f.seq, o.owner, o.symbol, o.side,
+                 row_number() OVER ({_FILLS_IN_ORDER}) AS id
+          FROM fills f JOIN orders o ON o.order_id = f.order_id) AS n
+    WHERE f.order_id = n.order_id AND f.seq = n.seq;
+    ALTER TABLE fills ALTER COLUMN id SET NOT NULL, ALTER COLUMN owner SET NOT NULL,
+        ALTER COLUMN symbol SET NOT NULL, ALTER COLUMN side SET NOT NULL,
+        ADD CHECK (side IN ('buy', 'sell'));
+    ALTER TABLE fills ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY;
+    SELECT setval(pg_get_serial_sequence('fills', 'id'),
+                  (SELECT coalesce(max(id), 0) + 1 FROM fills), false);
+    CREATE UNIQUE INDEX fills_by_id ON fills (id);
+    {_FILL_INDEXES}
     """,
 )
 POSTGRES_STEPS: dict[int, Callable[[Any], Awaitable[None]]] = {4: _seed_open_order_locks_postgres}

@@ -45,6 +45,7 @@ from app.adapters.migrations import POSTGRES_RELAY_LOCK, migrate_postgres
 from app.adapters.sql_rows import (
     ACCOUNT_QUERY,
     FILL_COLUMNS,
+    FILL_WIDTH,
     ORDER_COLUMNS,
     ORDER_WIDTH,
     ORDER_WITH_FILLS,
@@ -52,7 +53,9 @@ from app.adapters.sql_rows import (
     POSITION_UPSERT_TAIL,
     account_from_rows,
     balance_rows,
+    fill_page_of,
     fill_row,
+    fills_query,
     list_query,
     order_from_row,
     order_row,
@@ -73,6 +76,7 @@ from app.ports import (
     DuplicateClientOrderId,
     EventPublisher,
     Fence,
+    FillPage,
     OrderChange,
     OrderPage,
     PositionUpdate,
@@ -112,7 +116,7 @@ _UPDATE_ORDERS = (
 _INSERT_FILLS = (
     f"INSERT INTO fills ({FILL_COLUMNS}) "
     "SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], "
-    "$6::bigint[], $7::text[], $8::text[])"
+    "$6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])"
 )
 _WRITE_MARKET_STATE = (
     "WITH cleared AS (DELETE FROM ledger WHERE symbol = $1) "
@@ -326,9 +330,7 @@ class PostgresStore:
              order.fill_count, order.reason, order.updated_at_us, fmt(order.fees))
             for _, order in sorted(latest.items())
         ]  # fmt: skip
-        fills = [
-            fill_row(change.order.order_id, fill) for change in changes for fill in change.new_fills
-        ]
+        fills = [fill_row(change.order, fill) for change in changes for fill in change.new_fills]
         position_updates = position_rows(positions)
         async with self._connection() as conn, conn.transaction():
             if fence is not None:
@@ -345,7 +347,7 @@ class PostgresStore:
                     raise StoreConflict("an order in this change is unknown or already final")
             if fills:
                 try:
-                    await conn.execute(_INSERT_FILLS, *_columns(fills, 8))
+                    await conn.execute(_INSERT_FILLS, *_columns(fills, FILL_WIDTH))
                 except (asyncpg.UniqueViolationError, asyncpg.ForeignKeyViolationError) as exc:
                     raise StoreConflict(
                         f"a fill is already stored or its order is unknown: {exc}"
@@ -392,6 +394,14 @@ class PostgresStore:
         async with self._connection() as conn:
             rows = await conn.fetch(query, *params)
         return OrderPage(*page_of(rows, limit))
+
+    async def list_fills(
+        self, owner: str, *, symbol: str | None, limit: int, cursor: int | None
+    ) -> FillPage:
+        query, params = fills_query(owner, symbol, limit, cursor, lambda n: f"${n}")
+        async with self._connection() as conn:
+            rows = await conn.fetch(query, *params)
+        return FillPage(*fill_page_of(rows, limit))
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         where, params = "status IN ('open', 'partially_filled')", []

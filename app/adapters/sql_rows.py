@@ -17,7 +17,7 @@ from app.core.decimals import fmt
 from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.order import MAX_SHARED, NO_FILLS, Fill, Order
 from app.core.positions import PositionRow
-from app.ports import AccountState, PositionUpdate
+from app.ports import AccountState, OwnedFill, PositionUpdate
 
 _SIDES = {side.value: side for side in Side}
 _STATUSES = {status.value: status for status in OrderStatus}
@@ -31,8 +31,10 @@ ORDER_COLUMNS = (
     "type, time_in_force, fees, fee_asset, reserve"
 )
 ORDER_WIDTH = len(ORDER_COLUMNS.split(","))
-# The columns an order's fills write (INSERT INTO fills (...)), in Fill's order.
-FILL_COLUMNS = "order_id, seq, update_id, price, qty, ts_us, fee, fee_asset"
+# The columns an order's fills write (INSERT INTO fills (...)): Fill's, then its order's
+# owner, symbol and side (for the fills export); `id` is the database's.
+FILL_COLUMNS = "order_id, seq, update_id, price, qty, ts_us, fee, fee_asset, owner, symbol, side"
+FILL_WIDTH = len(FILL_COLUMNS.split(","))
 # An order and its fills in one statement: one statement reads one committed state, so a
 # commit landing between "the order" and "its fills" cannot tear them apart.
 ORDER_WITH_FILLS = (
@@ -54,11 +56,11 @@ def order_row(order: Order) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def fill_row(order_id: str, fill: Fill) -> tuple[Any, ...]:
-    """A fill as FILL_COLUMNS."""
+def fill_row(order: Order, fill: Fill) -> tuple[Any, ...]:
+    """A fill of `order` as FILL_COLUMNS."""
     return (
-        order_id, fill.seq, fill.update_id, fmt(fill.price), fmt(fill.qty), fill.ts_us,
-        fmt(fill.fee), fill.fee_asset,
+        order.order_id, fill.seq, fill.update_id, fmt(fill.price), fmt(fill.qty), fill.ts_us,
+        fmt(fill.fee), fill.fee_asset, order.owner, order.symbol, order.side.value,
     )  # fmt: skip
 
 
@@ -144,6 +146,47 @@ def page_of(rows: Sequence[Sequence[Any]], limit: int) -> tuple[list[Order], str
     """The orders of a list query's rows, and the cursor of the next page, if any."""
     next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
     return [order_from_row(row, 1) for row in rows[:limit]], next_cursor
+
+
+def fills_query(
+    owner: str,
+    symbol: str | None,
+    limit: int,
+    cursor: int | None,
+    placeholder: Callable[[int], str],
+) -> tuple[str, list[str | int]]:
+    """An owner's fills, newest stored first (by `id`), one more than `limit` (to know if a
+    page follows); each row is `id, order_id, symbol, side, seq, update_id, price, qty,
+    ts_us, fee, fee_asset`. One index range: fills_by_owner or fills_by_owner_symbol."""
+    clauses: list[str] = []
+    params: list[str | int] = []
+    for clause, value in (
+        ("owner = ", owner),
+        ("symbol = ", symbol),
+        ("id < ", None if cursor is None else min(cursor, MAX_CURSOR)),
+    ):
+        if value is not None:
+            params.append(value)
+            clauses.append(clause + placeholder(len(params)))
+    params.append(limit + 1)
+    query = (
+        "SELECT id, order_id, symbol, side, seq, update_id, price, qty, ts_us, fee, fee_asset "
+        f"FROM fills WHERE {' AND '.join(clauses)} "
+        f"ORDER BY id DESC LIMIT {placeholder(len(params))}"
+    )
+    return query, params
+
+
+def fill_page_of(rows: Sequence[Sequence[Any]], limit: int) -> tuple[list[OwnedFill], str | None]:
+    """The fills of a fills query's rows, and the cursor of the next page, if any."""
+    next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
+    return [
+        OwnedFill(order_id, symbol, _SIDES[side],
+                  Fill(seq, update_id, Decimal(price), Decimal(qty), ts_us, Decimal(fee),
+                       fee_asset))
+        for _, order_id, symbol, side, seq, update_id, price, qty, ts_us, fee, fee_asset
+        in rows[:limit]
+    ], next_cursor  # fmt: skip
 
 
 # -- the paper account -----------------------------------------------------------------

@@ -28,6 +28,7 @@ from app.adapters.sql_rows import (
     ACCOUNT_QUERY,
     BALANCE_UPSERT_TAIL,
     FILL_COLUMNS,
+    FILL_WIDTH,
     ORDER_COLUMNS,
     ORDER_WIDTH,
     ORDER_WITH_FILLS,
@@ -35,7 +36,9 @@ from app.adapters.sql_rows import (
     POSITION_UPSERT_TAIL,
     account_from_rows,
     balance_rows,
+    fill_page_of,
     fill_row,
+    fills_query,
     list_query,
     order_from_row,
     order_row,
@@ -61,6 +64,7 @@ from app.ports import (
     AccountState,
     DuplicateClientOrderId,
     Fence,
+    FillPage,
     OrderChange,
     OrderPage,
     PositionUpdate,
@@ -72,7 +76,7 @@ from app.ports import (
 log = structlog.get_logger(__name__)
 
 _INSERT_ORDER = f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({', '.join('?' * ORDER_WIDTH)})"
-_INSERT_FILLS = f"INSERT INTO fills ({FILL_COLUMNS}) VALUES ({', '.join('?' * 8)})"
+_INSERT_FILLS = f"INSERT INTO fills ({FILL_COLUMNS}) VALUES ({', '.join('?' * FILL_WIDTH)})"
 _UPSERT_POSITION = (
     f"INSERT INTO positions (owner, symbol, {POSITION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
     f"{POSITION_UPSERT_TAIL}"
@@ -394,9 +398,7 @@ class SqliteStore:
     ) -> None:
         # One process owns every symbol (no fence to check), and its bus publishes after
         # the commit (no outbox): `events` and `fence` are for stores shared by processes.
-        fills = [
-            fill_row(change.order.order_id, fill) for change in changes for fill in change.new_fills
-        ]
+        fills = [fill_row(change.order, fill) for change in changes for fill in change.new_fills]
         updates = [
             (change.order.status.value, fmt(change.order.filled_qty), fmt(change.order.notional),
              change.order.fill_count, change.order.reason, change.order.updated_at_us,
@@ -466,6 +468,16 @@ class SqliteStore:
         async with self._reader.execute(query, params) as db_cursor:
             rows = list(await db_cursor.fetchall())
         return OrderPage(*page_of(rows, limit))
+
+    async def list_fills(
+        self, owner: str, *, symbol: str | None, limit: int, cursor: int | None
+    ) -> FillPage:
+        # One writer commits in turn, and AUTOINCREMENT ids grow with each: a fill stored
+        # after a page was read is always above that page.
+        query, params = fills_query(owner, symbol, limit, cursor, lambda n: "?")
+        async with self._reader.execute(query, params) as db_cursor:
+            rows = list(await db_cursor.fetchall())
+        return FillPage(*fill_page_of(rows, limit))
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         where, params = "status IN (?, ?)", list(_OPEN)

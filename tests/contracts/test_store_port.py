@@ -34,8 +34,10 @@ from app.core.domain import MarketState, OrderStatus, OrderType, Side, TimeInFor
 from app.core.order import Order
 from app.ports import (
     DuplicateClientOrderId,
+    FillPage,
     OrderChange,
     OrderStore,
+    OwnedFill,
     PositionUpdate,
     StoreError,
 )
@@ -433,6 +435,13 @@ async def _check_the_upgrade(store: Any) -> None:
         await store.apply([OrderChange(old_sell, [fill])])
         again = await store.get("old-sell")
         assert again is not None and again.fees == D(60) and again.fills[0].fee == D(60)
+        # The old fill is exported with its order's fields, below the new one.
+        fills = await store.list_fills("alice", symbol=None, limit=5, cursor=None)
+        assert [(r.order_id, r.symbol, r.side, r.fill.seq, r.fill.fee_asset)
+                for r in fills.fills] == [
+            ("old-sell", "BTCFDUSD", Side.SELL, 1, "FDUSD"),
+            ("old-buy", "ETHBTC", Side.BUY, 1, "ETH"),
+        ]  # fmt: skip
     finally:
         await store.close()
 
@@ -589,3 +598,120 @@ async def test_concurrent_writers_of_one_balance_lose_no_update(store: OrderStor
     await asyncio.gather(*writes)
     usdt = (await store.account("alice")).balances["USDT"]
     assert usdt == AssetBalance(D(7000) - D("1.0"), D(3000))
+
+
+# -- the fills export: an owner's fills, newest stored first -------------------------------
+
+
+def _sell(n: int, *, owner: str = "alice", symbol: str = "BTCUSDT") -> Order:
+    order = _order(n, owner=owner, symbol=symbol)
+    order.side, order.order_size, order.fee_asset = Side.SELL, D(1000), "USDT"
+    return order
+
+
+def _rows(page: FillPage) -> list[tuple[str, str, Side, int]]:
+    return [(row.order_id, row.symbol, row.side, row.fill.seq) for row in page.fills]
+
+
+async def _all_fills(
+    store: OrderStore, owner: str, *, symbol: str | None = None, limit: int = 2
+) -> list[OwnedFill]:
+    """Every page of the owner's fills, checking that each page but the last is full."""
+    rows: list[OwnedFill] = []
+    cursor: int | None = None
+    while True:
+        page = await store.list_fills(owner, symbol=symbol, limit=limit, cursor=cursor)
+        rows.extend(page.fills)
+        if page.next_cursor is None:
+            return rows
+        assert len(page.fills) == limit
+        cursor = int(page.next_cursor)
+
+
+async def test_fills_page_newest_stored_first_per_owner_and_symbol(store: OrderStore) -> None:
+    buy, sell, eth, bobs = _order(1), _sell(2), _sell(3, symbol="ETHUSDT"), _sell(4, owner="bob")
+    for order in (buy, sell, eth, bobs):
+        await store.insert_order(order)
+    price = D("12345678901234567890.123456789012345678")
+    first = buy.record_fill(7, price, D("0.000000000000000001"), 10, D("1E-21"))
+    await store.apply([OrderChange(buy, [first])])
+    await store.apply([
+        OrderChange(sell, [sell.record_fill(8, D("2.5"), D(1), 11, D("0.0025")),
+                           sell.record_fill(8, D("2.4"), D(2), 11, D("0.0048"))]),
+        OrderChange(bobs, [bobs.record_fill(8, D("2.5"), D(3), 11)]),
+        OrderChange(eth, [eth.record_fill(8, D("0.1"), D(4), 11)]),
+    ])  # fmt: skip
+    await store.apply([OrderChange(sell, [sell.record_fill(9, D("2.6"), D(5), 12)])])
+
+    page = await store.list_fills("alice", symbol=None, limit=2, cursor=None)
+    assert _rows(page) == [
+        ("order-2", "BTCUSDT", Side.SELL, 3), ("order-3", "ETHUSDT", Side.SELL, 1),
+    ]  # fmt: skip
+    assert page.next_cursor is not None
+    every = await _all_fills(store, "alice")
+    assert [(r.order_id, r.fill.seq) for r in every] == [
+        ("order-2", 3), ("order-3", 1), ("order-2", 2), ("order-2", 1), ("order-1", 1),
+    ]  # fmt: skip
+    oldest = every[-1]
+    assert (oldest.side, oldest.fill) == (Side.BUY, first)  # every field, exactly
+    assert (every[-2].fill.price, every[-2].fill.fee, every[-2].fill.fee_asset) == (
+        D("2.5"), D("0.0025"), "USDT",
+    )  # fmt: skip
+    btc = await _all_fills(store, "alice", symbol="BTCUSDT", limit=1)
+    assert [(r.order_id, r.fill.seq) for r in btc] == [
+        ("order-2", 3), ("order-2", 2), ("order-2", 1), ("order-1", 1),
+    ]  # fmt: skip
+    assert [(r.order_id, r.fill.qty) for r in await _all_fills(store, "bob")] == [("order-4", D(3))]
+    whole = await store.list_fills("alice", symbol=None, limit=5, cursor=None)
+    assert len(whole.fills) == 5 and whole.next_cursor is None  # exactly a page: no next
+    huge = await store.list_fills("alice", symbol=None, limit=50, cursor=2**70)
+    assert len(huge.fills) == 5
+    assert (await store.list_fills("carol", symbol=None, limit=50, cursor=None)).fills == []
+    assert (await store.list_fills("alice", symbol="LTCBTC", limit=50, cursor=None)).fills == []
+
+
+async def test_paging_fills_while_fills_are_stored_never_repeats_or_skips(
+    store: OrderStore,
+) -> None:
+    """Every fill stored before the first page is read comes exactly once, newest first;
+    the ones stored while paging are newer than the first page and never come."""
+    orders = [_sell(n, symbol=("BTCUSDT", "ETHUSDT")[n % 2]) for n in range(3)]
+    others = _sell(9, owner="bob")
+    for order in (*orders, others):
+        await store.insert_order(order)
+    stored: list[tuple[str, int]] = []
+    for n in range(12):
+        order = orders[n % 3]
+        fill = order.record_fill(n, D(1), D(1), n)
+        await store.apply([OrderChange(order, [fill]), OrderChange(others, [
+            others.record_fill(n, D(1), D(1), n)])])  # fmt: skip
+        stored.append((order.order_id, fill.seq))
+    seen: list[tuple[str, int]] = []
+    cursor: int | None = None
+    n = 100
+    while True:
+        page = await store.list_fills("alice", symbol=None, limit=5, cursor=cursor)
+        seen.extend((row.order_id, row.fill.seq) for row in page.fills)
+        # Between pages, more fills of the same orders (and of another owner) arrive.
+        writes = [
+            store.apply([OrderChange(order, [order.record_fill(n + i, D(1), D(1), n)])])
+            for i, order in enumerate(orders)
+        ]
+        await asyncio.gather(*writes)
+        n += 10
+        if page.next_cursor is None:
+            break
+        cursor = int(page.next_cursor)
+    assert seen == stored[::-1]
+    assert len(await _all_fills(store, "alice", limit=500)) == len(stored) + 3 * 3
+
+
+async def test_fills_are_not_exported_when_their_change_is_refused(store: OrderStore) -> None:
+    order = _sell(1)
+    await store.insert_order(order)
+    fill = order.record_fill(1, D(1), D(1), 1)
+    await store.apply([OrderChange(order, [fill])])
+    with pytest.raises(StoreError):  # the same fill again: refused, and nothing exported
+        await store.apply([OrderChange(order, [fill, order.record_fill(2, D(1), D(1), 2)])])
+    page = await store.list_fills("alice", symbol=None, limit=50, cursor=None)
+    assert [(row.order_id, row.fill.seq) for row in page.fills] == [("order-1", 1)]
