@@ -12,6 +12,7 @@ from app.core import rules
 from app.core.decimals import avg_price, fmt
 from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.order import Fill, Order
+from app.ports import OwnedFill
 
 _UPPER_BOUND = Decimal("1e20")
 MAX_FRACTION_DIGITS = 18
@@ -339,6 +340,40 @@ class OrderList(BaseModel):
     next_cursor: str | None
 
 
+class OwnedFillView(BaseModel):
+    """One row of GET /fills (JSON or CSV, these fields in this order); `owned_fill_json`
+    builds it."""
+
+    order_id: str
+    symbol: str
+    side: Side
+    seq: int
+    update_id: int
+    price: str
+    qty: str
+    fee: str
+    fee_asset: str
+    ts: str
+
+
+# The CSV export's header line, and the order of every row's values.
+FILL_EXPORT_FIELDS: tuple[str, ...] = tuple(OwnedFillView.model_fields)
+
+
+class FillList(BaseModel):
+    """GET /fills: the owner's fills, newest stored first; `next_cursor` null on the last
+    page."""
+
+    fills: list[OwnedFillView]
+    next_cursor: str | None
+
+
+def owned_fill_json(row: OwnedFill) -> dict[str, object]:
+    """A row of GET /fills: the fill's object with its order's id, symbol and side first."""
+    return {"order_id": row.order_id, "symbol": row.symbol, "side": row.side.value,
+            **fill_json(row.fill)}  # fmt: skip
+
+
 class BalanceView(BaseModel):
     """One asset of an owner's paper balances (CONTRACT.md, "Paper account")."""
 
@@ -385,6 +420,20 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: OrderStatus | None = None
+    symbol: Symbol | None = None
+    limit: int = Field(50, ge=1, le=500)
+    cursor: Annotated[
+        str | None,
+        BeforeValidator(_cursor),
+        WithJsonSchema({"type": "string", "pattern": rules.CURSOR_PATTERN}),
+    ] = None
+
+
+class FillsQuery(BaseModel):
+    """GET /fills' query: the cursor is a page's `next_cursor`, as for GET /orders."""
+
+    model_config = ConfigDict(extra="forbid")
+
     symbol: Symbol | None = None
     limit: int = Field(50, ge=1, le=500)
     cursor: Annotated[

@@ -64,6 +64,25 @@ async def test_openapi_documents_the_account(client: TestClient) -> None:  # typ
     assert {"type": "null"} in position["unrealized_pnl"]["anyOf"]
 
 
+async def test_openapi_documents_the_fills_export(client: TestClient) -> None:  # type: ignore[type-arg]
+    document = await (await client.get("/openapi.json")).json()
+    fills = document["paths"]["/fills"]["get"]
+    assert fills["security"] == [{"bearer": []}]
+    parameters = {p["name"]: p["schema"] for p in fills["parameters"]}
+    assert set(parameters) == {"symbol", "limit", "cursor"}
+    assert (parameters["limit"]["minimum"], parameters["limit"]["maximum"]) == (1, 500)
+    ok = fills["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/FillList"}
+    assert ok["content"]["text/csv"]["schema"] == {"type": "string"}
+    assert "X-Next-Cursor" in ok["headers"]
+    assert {"401", "403", "422"} <= set(fills["responses"])
+    row = document["components"]["schemas"]["OwnedFillView"]
+    assert list(row["properties"]) == [
+        "order_id", "symbol", "side", "seq", "update_id", "price", "qty", "fee", "fee_asset", "ts",
+    ]  # fmt: skip
+    assert row["properties"]["fee"]["type"] == "string"  # decimals are strings
+
+
 @pytest.mark.slow
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     tmp_path: Path, emulator: BinanceEmulator

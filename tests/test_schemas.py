@@ -12,8 +12,12 @@ from pydantic import ValidationError
 from app.core.account import AssetBalance, Balances, Position, Quote, account_view
 from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.order import Order
+from app.ports import OwnedFill
 from app.schemas import (
+    FILL_EXPORT_FIELDS,
     AccountResponse,
+    FillList,
+    FillsQuery,
     FillView,
     LimitOrderRequest,
     OrderFields,
@@ -24,6 +28,7 @@ from app.schemas import (
     fill_json,
     limit_order_request,
     order_json,
+    owned_fill_json,
 )
 
 
@@ -309,3 +314,54 @@ def test_the_account_view_shows_nulls_where_the_contract_does() -> None:
     assert positions["ETHUSDT"]["unrealized_pnl"] == "0"
     assert positions["LTCBTC"]["unrealized_pnl"] is None  # short, no ask known
     assert positions["BTCUSDT"]["avg_entry_price"] == "1.666666666666666667"
+
+
+# -- GET /fills -----------------------------------------------------------------------------
+
+
+def _owned_fills() -> list[OwnedFill]:
+    return [
+        OwnedFill(order.order_id, order.symbol, order.side, fill)
+        for order in (_filled_twice(), _market_sell())
+        for fill in order.fills
+    ]
+
+
+def test_a_fills_page_is_a_fill_list_with_the_fields_in_the_exported_order() -> None:
+    rows = [owned_fill_json(row) for row in _owned_fills()]
+    page = {"fills": rows, "next_cursor": "12"}
+    assert FillList.model_validate(page).model_dump(mode="json") == page
+    assert FILL_EXPORT_FIELDS == (
+        "order_id", "symbol", "side", "seq", "update_id", "price", "qty", "fee", "fee_asset", "ts",
+    )  # fmt: skip
+    assert all(tuple(row) == FILL_EXPORT_FIELDS for row in rows)
+    first, second = rows[0], rows[1]
+    assert first == {
+        "order_id": "0" * 32, "symbol": "BTCUSDT", "side": "buy", "seq": 1, "update_id": 11,
+        "price": "64000.1", "qty": "1", "fee": "0.001", "fee_asset": "BTC",
+        "ts": "2025-11-24T16:00:00.500000Z",
+    }  # fmt: skip
+    assert (second["qty"], second["fee"]) == ("0.000000000000000001", "0.000000000000000000001")
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"limit": "0"}, "limit"), ({"limit": "501"}, "limit"), ({"limit": "ten"}, "limit"),
+        ({"cursor": "x1"}, "cursor"), ({"cursor": "-1"}, "cursor"),
+        ({"cursor": str(2**63)}, "cursor"), ({"symbol": "btc-usdt"}, "symbol"),
+        ({"symbol": "B"}, "symbol"), ({"status": "open"}, "status"),
+    ],
+)  # fmt: skip
+def test_a_bad_fills_query_names_its_field(query: dict[str, str], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        FillsQuery.model_validate(query)
+    assert [error["loc"] for error in caught.value.errors()] == [(field,)]
+
+
+def test_a_fills_query_has_the_defaults_and_upper_cases_the_symbol() -> None:
+    assert FillsQuery.model_validate({}).model_dump() == {
+        "symbol": None, "limit": 50, "cursor": None,
+    }  # fmt: skip
+    query = FillsQuery.model_validate({"symbol": "btcUSDT", "limit": "500", "cursor": "17"})
+    assert (query.symbol, query.limit, query.cursor) == ("BTCUSDT", 500, "17")

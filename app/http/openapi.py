@@ -11,6 +11,7 @@ from app.core import rules
 from app.schemas import (
     AccountResponse,
     ErrorResponse,
+    FillList,
     LimitOrderRequest,
     MarketOrderRequest,
     OrderList,
@@ -43,7 +44,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
 def build_openapi() -> dict[str, Any]:
     _, definitions = models_json_schema(
         [(m, "validation") for m in (LimitOrderRequest, MarketOrderRequest)]
-        + [(m, "serialization") for m in (OrderView, OrderList, AccountResponse, ErrorResponse)],
+        + [
+            (m, "serialization")
+            for m in (OrderView, OrderList, FillList, AccountResponse, ErrorResponse)
+        ],
         ref_template=_REF,
     )
     order = _ref("OrderView")
@@ -109,6 +113,33 @@ def build_openapi() -> dict[str, Any]:
                 "summary": "The owner's paper balances and positions", "security": security,
                 "responses": {"200": _json(_ref("AccountResponse"), "Balances and positions"),
                               **_errors(401, 403, 503)},
+            }},
+            "/fills": {"get": {
+                "summary": "The owner's fills, newest first: JSON, or CSV with Accept: text/csv",
+                "security": security,
+                "parameters": [
+                    {"name": "symbol", "in": "query",
+                     "schema": {"type": "string", "pattern": rules.SYMBOL_PATTERN}},
+                    {"name": "limit", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+                    {"name": "cursor", "in": "query",
+                     "schema": {"type": "string", "pattern": rules.CURSOR_PATTERN}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "A page of fills. As CSV: a header line of the field "
+                                       "names, one line per fill (CRLF), and the next page's "
+                                       "cursor in X-Next-Cursor (absent on the last page)",
+                        "headers": {"X-Next-Cursor": {
+                            "schema": {"type": "string", "pattern": rules.CURSOR_PATTERN},
+                            "description": "CSV only: the cursor of the next page"}},
+                        "content": {
+                            "application/json": {"schema": _ref("FillList")},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(401, 403, 422, 503),
+                },
             }},
             "/healthz": {"get": {"summary": "Liveness", "responses": {
                 "200": _json({"type": "object"}, "The process serves")}}},

@@ -1,5 +1,5 @@
 """Order endpoints: POST /order/limit and /order/market, GET /orders, GET and DELETE
-/orders/{id}."""
+/orders/{id}; and GET /fills, the owner's fills (JSON or CSV)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from app.core.account import BalanceRefused
 from app.http.auth import AUTH
 from app.http.errors import ApiError, json_bytes_response, json_response, validation_error
 from app.http.limits import READ_TIMEOUT
+from app.http.origin import origin_allowed
+from app.intake.fills_export import CSV_CONTENT_TYPE, NEXT_CURSOR_HEADER, fills_csv, wants_csv
 from app.intake.service import (
     IdempotencyConflict,
     NotReady,
@@ -28,16 +30,18 @@ from app.intake.service import (
     OrderNotFound,
     TooManyOpenOrders,
 )
-from app.keys import INTAKE, LIMITER, SETTINGS
+from app.keys import INTAKE, LIMITER, SETTINGS, STORE
 from app.ports import StoreError
 from app.schemas import (
     ErrorDetail,
+    FillsQuery,
     LimitOrderRequest,
     ListQuery,
     MarketOrderRequest,
     OrderFields,
     limit_order_request,
     order_json,
+    owned_fill_json,
 )
 
 log = structlog.get_logger(__name__)
@@ -231,3 +235,35 @@ async def cancel_order(request: web.Request) -> web.Response:
     except NotReady as exc:
         raise _unavailable("the service is starting or stopping") from exc
     return json_response(order_json(order, with_fills=True))
+
+
+@routes.get("/fills")
+async def list_fills(request: web.Request) -> web.Response:
+    """The owner's fills, newest stored first: JSON, or CSV for `Accept: text/csv`.
+
+    A read of the store only, so it answers on every api process. Guarded like /order*:
+    the origin middleware covers only paths under /order, so the Origin is checked here.
+    """
+    if not origin_allowed(request):
+        raise ApiError(403, "this Origin may not use the order API")
+    owner = request.app[AUTH].owner(request)
+    try:
+        query = FillsQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+    try:
+        page = await request.app[STORE].list_fills(
+            owner, symbol=query.symbol, limit=query.limit,
+            cursor=None if query.cursor is None else int(query.cursor),
+        )  # fmt: skip
+    except StoreError as exc:
+        raise _unavailable(f"the fills could not be read: {exc}") from exc
+    if wants_csv(request.headers.get("Accept", "")):
+        headers = {"Content-Type": CSV_CONTENT_TYPE, "Vary": "Accept"}
+        if page.next_cursor is not None:
+            headers[NEXT_CURSOR_HEADER] = page.next_cursor
+        return web.Response(body=fills_csv(page.fills), headers=headers)
+    return json_response(
+        {"fills": [owned_fill_json(row) for row in page.fills], "next_cursor": page.next_cursor},
+        headers={"Vary": "Accept"},
+    )
