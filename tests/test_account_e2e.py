@@ -35,9 +35,18 @@ WORKED_EXAMPLE = {
 }  # fmt: skip
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_settings(request: pytest.FixtureRequest) -> dict[str, str]:
+    """SQLite, or a fresh PostgreSQL database on the session's server (skipped without)."""
+    if request.param == "postgresql":
+        return {"store_url": request.getfixturevalue("postgres_store_url")}
+    return {}
+
+
 @pytest.fixture
-async def paper(start_app: Start) -> TestClient:  # type: ignore[type-arg]
-    return await start_app(paper_balances="USDT:10000")
+async def paper(start_app: Start, store_settings: dict[str, str]) -> TestClient:  # type: ignore[type-arg]
+    """The service with PAPER_BALANCES=USDT:10000."""
+    return await start_app(paper_balances="USDT:10000", **store_settings)
 
 
 @pytest.fixture
@@ -195,9 +204,9 @@ async def test_only_the_owners_own_account_is_pushed(start_app: Start) -> None:
 
 
 async def test_balances_and_positions_persist_across_a_restart(
-    start_app: Start, emulator: BinanceEmulator
+    start_app: Start, emulator: BinanceEmulator, store_settings: dict[str, str]
 ) -> None:
-    client = await start_app(paper_balances="USDT:10000")
+    client = await start_app(paper_balances="USDT:10000", **store_settings)
     events = EventLog(client.app)
     buy = await place(client, symbol="BTCUSDT", side="buy", order_size="0.2", price="30000")
     await emulator.wait_subscribed(stream("BTCUSDT"))
@@ -208,7 +217,7 @@ async def test_balances_and_positions_persist_across_a_restart(
     assert balances(before) == {"BTC": ("0.0999", "0"), "USDT": ("4050", "3000")}
     await client.close()
 
-    again = await start_app(paper_balances="USDT:10000")
+    again = await start_app(paper_balances="USDT:10000", **store_settings)
     after = await account(again)
     for position in (*before["positions"], *after["positions"]):
         position.pop("unrealized_pnl")  # a quote this process has not seen yet
