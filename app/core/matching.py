@@ -261,18 +261,10 @@ class SymbolMatcher:
         """Apply one upstream update; None if it is stale (rule 1) and was skipped."""
         if self.last_update_id is not None and update.update_id <= self.last_update_id:
             return None
+        if type(update) is BookTicker and self.take_if_quiet(update):
+            return []
         self.last_update_id = update.update_id
         self._quote = update
-        if type(update) is BookTicker:
-            texts = update.texts
-            if texts == self._settled:
-                return []
-            quiet = self._quiet or self._quiet_band()
-            # Price 0 is an empty side: nothing to fill, nothing to reconcile.
-            ask, bid = float(texts[2]), float(texts[0])
-            if (quiet[0] < ask < quiet[1] or not ask) and (quiet[2] < bid < quiet[3] or not bid):
-                self._settled = texts
-                return []
         executions: list[Execution] = []
         self._skipped_expired = False
         self._quiet = None
@@ -284,6 +276,24 @@ class SymbolMatcher:
         settled = type(update) is BookTicker and not self._skipped_expired
         self._settled = update.texts if settled else None  # type: ignore[attr-defined]
         return executions
+
+    def take_if_quiet(self, update: BookTicker) -> bool:
+        """Apply a fresh ticker if it certainly fills nothing and changes no ledger (then
+        applying it is only taking its update id and quote); False, having changed
+        nothing, if that is not certain. The caller has checked it is not stale."""
+        texts = update.texts
+        if texts != self._settled:
+            quiet = self._quiet or self._quiet_band()
+            # Price 0 is an empty side: nothing to fill, nothing to reconcile.
+            ask, bid = float(texts[2]), float(texts[0])
+            if not (
+                (quiet[0] < ask < quiet[1] or not ask) and (quiet[2] < bid < quiet[3] or not bid)
+            ):
+                return False
+            self._settled = texts
+        self.last_update_id = update.update_id
+        self._quote = update
+        return True
 
     def _quiet_band(self) -> tuple[float, float, float, float]:
         """Where a ticker's best ask and bid, as floats, certainly fill nothing and leave
