@@ -155,7 +155,9 @@ class SymbolWorker:
         # Waiting for commands, no batch in flight: a quote that certainly changes nothing
         # but the update id and the quote is applied at once, without the queue.
         self._waiting = False
-        self._expiries = ExpiryTimer(lambda order_id: self.submit(Expire(order_id)))
+        self._expiries = ExpiryTimer(
+            lambda order_id: self.submit(Expire(order_id)), held=self.orders
+        )
         self._subscribed = False
         self._persisted_ledger: tuple[object, object] = ((), ())
         self._log = log.bind(symbol=symbol)
@@ -473,7 +475,9 @@ class SymbolWorker:
         self.orders = {}
         self.matcher = SymbolMatcher(self.symbol)
         self._expiries.close()
-        self._expiries = ExpiryTimer(lambda order_id: self.submit(Expire(order_id)))
+        self._expiries = ExpiryTimer(
+            lambda order_id: self.submit(Expire(order_id)), held=self.orders
+        )
         self._persisted_ledger = ((), ())
         if self._hooks is not None:
             for order in old:
