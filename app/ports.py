@@ -103,6 +103,9 @@ class OrderStore(Protocol):
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Orders still open or partially filled (of one symbol, or all), oldest first."""
 
+    async def open_counts(self) -> dict[str, int]:
+        """How many orders each owner has open (open or partially filled)."""
+
     async def market_state(self, symbol: str) -> MarketState | None:
         """What `apply` last stored for the symbol, if anything."""
 

@@ -8,7 +8,6 @@ from another process: through the bus (the order's final event) and the store.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 from typing import NamedTuple, Protocol
@@ -186,8 +185,7 @@ class IntakeService:
 
     async def start(self) -> None:
         """Count each owner's open orders from the store."""
-        open_by_owner = Counter(order.owner for order in await self._store.open_orders())
-        await self._limiter.reset_open(open_by_owner)
+        await self._limiter.reset_open(await self._store.open_counts())
         self._started = True
 
     async def stop(self) -> None:
