@@ -226,7 +226,13 @@ class IntakeService:
             if existing is not None:
                 return Submission(self._same_or_conflict(existing, request, timeout_s), False)
         if self._filters is not None:
-            await self._check_filters(self._filters, request)
+            # The exchange's rules, before anything is held or stored. Exchange info that
+            # cannot be read lets the order through (the filters count it as unchecked).
+            failure = await self._filters.check_limit(
+                request.symbol, request.price, request.order_size
+            )
+            if failure is not None:
+                raise OrderRefused(failure)
         if not await self._limiter.reserve_open(owner):
             raise TooManyOpenOrders(self._max_open)
         try:
@@ -269,14 +275,6 @@ class IntakeService:
         else:
             await self._commands.send(AddOrder(order))
         return Submission(accepted.order, True)
-
-    @staticmethod
-    async def _check_filters(filters: ExchangeFilters, request: NewOrder) -> None:
-        """OrderRefused unless the exchange would take the order (nothing is stored yet).
-        Exchange info that cannot be read lets the order through, counted by `filters`."""
-        failure = await filters.check_limit(request.symbol, request.price, request.order_size)
-        if failure is not None:
-            raise OrderRefused(failure)
 
     @staticmethod
     def _same_or_conflict(existing: Order, request: NewOrder, timeout_s: float) -> Order:
