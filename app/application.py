@@ -9,7 +9,7 @@ cleanup context, started in this order and stopped in reverse:
     adapters (store, bus, command queue, limiter, tasks)
     market   (the upstream feed and who holds which symbol)        executor, all
     push     (the hub: /ws fan-out)                               api, all
-    intake   (order handlers' service)                            api, all
+    intake   (order handlers' service, the exchange's filters)     api, all
     execution (symbol workers; recovery, then commands)           executor, all
 """
 
@@ -25,6 +25,7 @@ import structlog
 from aiohttp import web
 
 from app import tracing
+from app.adapters.binance.exchange_info import ExchangeInfoClient, FiltersOff
 from app.adapters.binance.feed import BinanceFeed
 from app.adapters.inprocess import InProcessBus, InProcessCommandQueue
 from app.adapters.local_limiter import LocalLimiter
@@ -51,6 +52,7 @@ from app.keys import (
     COMMANDS,
     EXECUTOR,
     FEED,
+    FILTERS,
     INTAKE,
     LIMITER,
     MARKET,
@@ -59,7 +61,7 @@ from app.keys import (
     STORE,
     TASKS,
 )
-from app.ports import EventBus, OrderStore, Outbox, PartitionLeases
+from app.ports import EventBus, ExchangeFilters, OrderStore, Outbox, PartitionLeases
 from app.push import ws
 from app.push.hub import PushHub
 from app.push.relay import PublishedByRelay, relay_forever
@@ -88,6 +90,15 @@ async def open_store(settings: Settings) -> OrderStore:
     return await SqliteStore.open(
         settings.database_path, busy_timeout_ms=settings.db_busy_timeout_ms
     )
+
+
+def open_exchange_filters(settings: Settings) -> ExchangeFilters:
+    """Binance's symbol filters read from `BINANCE_REST_URL` (lazily: nothing is asked
+    before the first order of a symbol), or none with EXCHANGE_FILTERS=off."""
+    if settings.exchange_filters == "off":
+        log.info("exchange_filters.off", note="orders are not checked against exchange info")
+        return FiltersOff()
+    return ExchangeInfoClient(settings.binance_rest_url)
 
 
 def executor_id() -> str:
@@ -225,6 +236,7 @@ async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
         executor = app.get(EXECUTOR)
         return executor is None or executor.ready
 
+    filters = app[FILTERS] = open_exchange_filters(settings)
     intake = app[INTAKE] = IntakeService(
         app[STORE],
         app[COMMANDS],
@@ -233,10 +245,14 @@ async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
         default_timeout_s=settings.order_timeout_seconds,
         max_open_orders=settings.max_open_orders,
         execution_ready=execution_ready,
+        filters=filters,
     )
-    await intake.start()
-    yield
-    await intake.stop()
+    try:
+        await intake.start()
+        yield
+        await intake.stop()
+    finally:
+        await filters.close()
 
 
 async def _execution_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -339,6 +339,12 @@ class OrderList(BaseModel):
     next_cursor: str | None
 
 
+class CancelledOrders(BaseModel):
+    """The answer of DELETE /orders: the orders it cancelled, with the fills they kept."""
+
+    cancelled: list[OrderView]
+
+
 class ErrorDetail(BaseModel):
     field: str
     message: str
@@ -365,3 +371,11 @@ class ListQuery(BaseModel):
         BeforeValidator(_cursor),
         WithJsonSchema({"type": "string", "pattern": rules.CURSOR_PATTERN}),
     ] = None
+
+
+class CancelAllQuery(BaseModel):
+    """The query of DELETE /orders: every open order of the owner, or of one symbol."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: Symbol | None = None

@@ -39,6 +39,9 @@ from sortedcontainers import SortedDict
 
 from app.core.decimals import EXACT, ZERO
 from app.core.domain import (
+    FRAME_ASK,
+    FRAME_BID,
+    FRAME_QUOTE,
     BookTicker,
     BookUpdate,
     Execution,
@@ -232,7 +235,8 @@ class SymbolMatcher:
         self._sellers = (self._sides[Side.SELL], self._ledgers[Side.SELL])
         # The texts of the last applied ticker, if after it every acceptable offer was
         # exhausted or no order could take it (None: not known to be so).
-        self._settled: tuple[str, str, str, str] | None = None
+        # (Its frame's quote part, if it came as a frame: equal parts, equal texts.)
+        self._settled: object = None
         self._skipped_expired = False  # an apply passed an order over (rule 7)
         # Where a ticker certainly fills nothing and changes no ledger, as floats:
         # (ask above, ask below, bid above, bid below), strictly. None: to be worked out
@@ -363,7 +367,11 @@ class SymbolMatcher:
                 self.ended.append(order.order_id)
                 self._drop(order)
         settled = type(update) is BookTicker and not self._skipped_expired
-        self._settled = update.texts if settled else None  # type: ignore[attr-defined]
+        if not settled:
+            self._settled = None
+        else:  # the key take_if_quiet compares: the frame's quote, or the texts
+            frame = update.frame  # type: ignore[attr-defined]
+            self._settled = update.texts if frame is None else frame[FRAME_QUOTE]  # type: ignore[attr-defined]
         return executions
 
     def take_if_quiet(self, update: BookTicker) -> bool:
@@ -372,19 +380,32 @@ class SymbolMatcher:
         nothing, if that is not certain. The caller has checked it is not stale."""
         if self._awaiting:
             return False  # an IOC/FOK waits for this quote: it must end them (exactly)
-        texts = update.texts
-        if texts != self._settled:
-            quiet = self._quiet or self._quiet_band()
-            # Price 0 is an empty side: nothing to fill, nothing to reconcile.
-            ask, bid = float(texts[2]), float(texts[0])
-            if not (
-                (quiet[0] < ask < quiet[1] or not ask) and (quiet[2] < bid < quiet[3] or not bid)
-            ):
-                return False
-            self._settled = texts
+        frame = update.frame
+        if frame is not None:  # straight from the feed: the frame's text, no str made
+            key: object = frame[FRAME_QUOTE]
+            if key != self._settled:
+                quiet = self._quiet or self._quiet_band()  # as _in_quiet_band, inline: hot
+                ask, bid = float(frame[FRAME_ASK]), float(frame[FRAME_BID])
+                if not (
+                    (quiet[0] < ask < quiet[1] or not ask)
+                    and (quiet[2] < bid < quiet[3] or not bid)
+                ):
+                    return False
+                self._settled = key
+        else:
+            texts = update.texts
+            if texts != self._settled:
+                if not self._in_quiet_band(float(texts[2]), float(texts[0])):
+                    return False
+                self._settled = texts
         self.last_update_id = update.update_id
         self._quote = update
         return True
+
+    def _in_quiet_band(self, ask: float, bid: float) -> bool:
+        quiet = self._quiet or self._quiet_band()
+        # Price 0 is an empty side: nothing to fill, nothing to reconcile.
+        return (quiet[0] < ask < quiet[1] or not ask) and (quiet[2] < bid < quiet[3] or not bid)
 
     def _quiet_band(self) -> tuple[float, float, float, float]:
         """Where a ticker's best ask and bid, as floats, certainly fill nothing and leave
