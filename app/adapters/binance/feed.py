@@ -75,6 +75,9 @@ def _described(exc: BaseException) -> str:
     return _plain(exc) if not text else f"{type(exc).__name__}: {_plain(exc)}"
 
 
+_TEXT = WSMsgType.TEXT
+
+
 class _Listener(WSListener):  # type: ignore[misc]
     """picows' callbacks for one socket: each data frame goes to `sink` as it is parsed,
     synchronously (no task is woken per frame); the socket's end is kept for `_Socket`.
@@ -96,6 +99,16 @@ class _Listener(WSListener):  # type: ignore[misc]
             self.ended.set_result(why)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        # The usual frame first, with as little as possible before the sink.
+        if frame.msg_type is _TEXT and frame.fin and frame.payload_size <= MAX_FRAME_BYTES:
+            try:
+                self.sink(frame.get_payload_as_bytes())
+            except Exception as exc:  # _Replace, or a bug: the connection decides
+                self.end(exc)
+            return
+        self._other_frame(transport, frame)
+
+    def _other_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
             if frame.payload_size > MAX_FRAME_BYTES:
