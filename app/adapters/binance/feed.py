@@ -76,6 +76,7 @@ def _described(exc: BaseException) -> str:
 
 
 _TEXT = WSMsgType.TEXT
+_wall_clock, _monotonic = time.time, time.monotonic  # bound once: read on every frame
 
 
 class _Listener(WSListener):  # type: ignore[misc]
@@ -604,8 +605,8 @@ class _Connection:
 
     def _handle_data(self, data: bytes) -> None:
         """Act on one upstream data frame, as the socket's listener receives it."""
-        received_at = time.time()
-        self.last_frame_at = time.monotonic()
+        received_at = _wall_clock()
+        self.last_frame_at = _monotonic()
         feed = self.feed
         feed.frames += 1
         try:
