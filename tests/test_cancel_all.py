@@ -125,6 +125,16 @@ async def test_cancel_all_lets_the_owner_place_orders_up_to_the_cap_again(
     await _place(client, {}, "LTCBTC")
 
 
+async def test_hundreds_of_open_orders_are_all_cancelled_in_one_request(
+    start_app: StartApp,
+) -> None:
+    client = await start_app(rate_limit_per_s=0)
+    placed = [(await _place(client, {}, f"S{n % 10}BTC"))["order_id"] for n in range(300)]
+    body = await _cancel_all(client, {})
+    assert [o["order_id"] for o in body["cancelled"]] == placed[::-1]
+    assert {o["status"] for o in body["cancelled"]} == {"cancelled"}
+
+
 # -- the same rules as DELETE /orders/{id} ------------------------------------------------------
 
 
