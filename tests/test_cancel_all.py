@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from app.adapters.sqlite_store import SqliteStore
+from app.core.domain import OrderStatus
 from app.emulator.server import BinanceEmulator
+from app.ports import OrderPage
 from tests.conftest import EventLog
+from tests.harness import Harness, order_request
 from tests.helpers import fetch, stream
 
 StartApp = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
@@ -119,6 +125,16 @@ async def test_cancel_all_lets_the_owner_place_orders_up_to_the_cap_again(
     await _place(client, {}, "LTCBTC")
 
 
+async def test_hundreds_of_open_orders_are_all_cancelled_in_one_request(
+    start_app: StartApp,
+) -> None:
+    client = await start_app(rate_limit_per_s=0)
+    placed = [(await _place(client, {}, f"S{n % 10}BTC"))["order_id"] for n in range(300)]
+    body = await _cancel_all(client, {})
+    assert [o["order_id"] for o in body["cancelled"]] == placed[::-1]
+    assert {o["status"] for o in body["cancelled"]} == {"cancelled"}
+
+
 # -- the same rules as DELETE /orders/{id} ------------------------------------------------------
 
 
@@ -180,3 +196,50 @@ async def _get(
     assert response.status == 200
     order: dict[str, Any] = await response.json()
     return order
+
+
+# -- a cancel racing a fill ---------------------------------------------------------------------
+
+
+class ListingGatedStore(SqliteStore):
+    """The next `list_orders` reads, says so, then waits for `gate` before it answers."""
+
+    gate: asyncio.Event | None = None
+    listed = asyncio.Event()
+
+    async def list_orders(self, owner: str, **query: Any) -> OrderPage:
+        page = await super().list_orders(owner, **query)
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            self.listed.set()
+            await gate.wait()
+        return page
+
+
+async def test_an_order_filled_between_the_listing_and_its_cancel_is_left_out(
+    tmp_path: Path,
+) -> None:
+    store = await ListingGatedStore.open(tmp_path / "gated.db")
+    assert isinstance(store, ListingGatedStore)
+    service = Harness(store)
+    await service.start()
+    try:
+        filled = (await service.intake.submit("me", order_request(order_size="1", price="1"))).order
+        resting = (
+            await service.intake.submit("me", order_request(order_size="1", price="5"))
+        ).order
+        gate = store.gate = asyncio.Event()
+        store.listed = asyncio.Event()
+        cancel_all = asyncio.create_task(service.intake.cancel_all("me"))
+        await store.listed.wait()  # both were read open
+        service.quote("1", "1")  # fills the first, not the one at 5
+        await service.event(filled.order_id, "filled")
+        gate.set()
+        cancelled = await cancel_all
+        assert [o.order_id for o in cancelled] == [resting.order_id]
+        assert cancelled[0].status is OrderStatus.CANCELLED
+        stored = await store.get(filled.order_id)
+        assert stored is not None and stored.status is OrderStatus.FILLED
+    finally:
+        await service.stop()
+        await store.close()

@@ -764,9 +764,9 @@ def test_a_quiet_ticker_is_not_taken_at_once_while_an_ioc_waits_for_its_quote() 
     m = SymbolMatcher("X")
     m.add(order("gtt", "sell", "50", "1"), now=0)
     quiet = BookTicker("X", 1, ("5", "3", "100", "1"), 0.0)  # nobody could take it
-    assert m.take_if_quiet(quiet) is True  # only its update id and quote: taken at once
+    assert m.take_if_stale_or_quiet(quiet) is True  # only its update id and quote: taken
     m.forget_quote()
     m.add(tif_order("ioc", "sell", "10", "5", "IOC"), now=0)
-    assert m.take_if_quiet(BookTicker("X", 2, ("5", "3", "100", "1"), 0.0)) is False
+    assert m.take_if_stale_or_quiet(BookTicker("X", 2, ("5", "3", "100", "1"), 0.0)) is None
     assert m.apply(BookTicker("X", 2, ("5", "3", "100", "1"), 0.0)) == []
     assert m.drain_ended() == ["ioc"] and "gtt" in m

@@ -86,7 +86,7 @@ class BookTicker(BookUpdate):
     """A bookTicker update kept as the frame's text: its Decimals are made on first read.
 
     Most tickers can fill nothing, and the matcher decides that from the text
-    (`SymbolMatcher.take_if_quiet`), so they never pay for four Decimals. Reading `bids`
+    (`SymbolMatcher.take_if_stale_or_quiet`), so they never pay for four Decimals. Reading `bids`
     or `asks` decodes both once (what BookUpdate holds, exactly). The texts must already
     be validated as the parser does: plain decimals within the contract's bounds.
 

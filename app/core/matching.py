@@ -350,7 +350,7 @@ class SymbolMatcher:
         """Apply one upstream update; None if it is stale (rule 1) and was skipped."""
         if self.last_update_id is not None and update.update_id <= self.last_update_id:
             return None
-        if type(update) is BookTicker and self.take_if_quiet(update):
+        if type(update) is BookTicker and self.take_if_stale_or_quiet(update):
             return []
         self.last_update_id = update.update_id
         self._quote = update
@@ -369,17 +369,21 @@ class SymbolMatcher:
         settled = type(update) is BookTicker and not self._skipped_expired
         if not settled:
             self._settled = None
-        else:  # the key take_if_quiet compares: the frame's quote, or the texts
+        else:  # the key take_if_stale_or_quiet compares: the frame's quote, or the texts
             frame = update.frame  # type: ignore[attr-defined]
             self._settled = update.texts if frame is None else frame[FRAME_QUOTE]  # type: ignore[attr-defined]
         return executions
 
-    def take_if_quiet(self, update: BookTicker) -> bool:
-        """Apply a fresh ticker if it certainly fills nothing and changes no ledger (then
-        applying it is only taking its update id and quote); False, having changed
-        nothing, if that is not certain. The caller has checked it is not stale."""
+    def take_if_stale_or_quiet(self, update: BookTicker) -> bool | None:
+        """Skip a stale ticker (rule 1: False), or apply a fresh one if it certainly fills
+        nothing and changes no ledger (then applying it is only taking its update id and
+        quote: True); None, having changed nothing, if that is not certain. One call for
+        the quote path's usual case (SymbolWorker.submit)."""
+        last = self.last_update_id
+        if last is not None and update.update_id <= last:
+            return False
         if self._awaiting:
-            return False  # an IOC/FOK waits for this quote: it must end them (exactly)
+            return None  # an IOC/FOK waits for this quote: it must end them (exactly)
         frame = update.frame
         if frame is not None:  # straight from the feed: the frame's text, no str made
             key: object = frame[FRAME_QUOTE]
@@ -390,13 +394,13 @@ class SymbolMatcher:
                     (quiet[0] < ask < quiet[1] or not ask)
                     and (quiet[2] < bid < quiet[3] or not bid)
                 ):
-                    return False
+                    return None
                 self._settled = key
         else:
             texts = update.texts
             if texts != self._settled:
                 if not self._in_quiet_band(float(texts[2]), float(texts[0])):
-                    return False
+                    return None
                 self._settled = texts
         self.last_update_id = update.update_id
         self._quote = update

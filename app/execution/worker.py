@@ -198,13 +198,12 @@ class SymbolWorker:
             # Nothing is queued before it and nothing is being matched or committed: what
             # processing it next would do is done here, if the matcher can tell that it
             # fills nothing (most quotes); else it is queued as usual.
-            matcher = self.matcher
-            last = matcher.last_update_id
-            if last is not None and command.update_id <= last:
-                self.updates_skipped += 1
-                return
-            if matcher.take_if_quiet(command):
-                self.updates_applied += 1
+            taken = self.matcher.take_if_stale_or_quiet(command)
+            if taken is not None:
+                if taken:
+                    self.updates_applied += 1
+                else:
+                    self.updates_skipped += 1
                 return
         self._commands.append(command)
         if not self._wakeup.is_set():
