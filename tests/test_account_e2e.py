@@ -182,6 +182,22 @@ async def test_fills_move_balances_and_the_position_and_both_are_pushed(
         assert frees == sorted(frees, key=float)
 
 
+async def test_the_account_channel_from_the_query_string_and_unsubscribing(
+    paper: TestClient,  # type: ignore[type-arg]
+) -> None:
+    async with paper.ws_connect("/ws?channel=account") as ws:
+        assert await ws.receive_json() == {"type": "subscribed", "channel": "account"}
+        assert balances(await ws.receive_json()) == {"USDT": ("10000", "0")}
+        await ws.send_json({"op": "unsubscribe", "channel": "account"})
+        assert await ws.receive_json() == {"type": "unsubscribed", "channel": "account"}
+        await place(paper, symbol="BTCUSDT", side="buy", order_size="0.1", price="100")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.receive_json(), 0.3)  # no longer pushed
+        await ws.send_json({"op": "subscribe", "channel": "account", "symbol": "X"})
+        error = await ws.receive_json()
+        assert error["type"] == "error" and '"symbol" is not expected' in error["message"]
+
+
 async def test_only_the_owners_own_account_is_pushed(start_app: Start) -> None:
     client = await start_app(paper_balances="USDT:100", api_tokens="alice:ta,bob:tb")
     assert (await client.get("/account")).status == 401  # a token, like /order*
