@@ -81,10 +81,11 @@ _ACCOUNT_TABLES = """
     );"""
 
 # Fills carry their order's owner, symbol and side, so that an owner's fills are one
-# index range, newest `id` first (GET /fills).
+# index range, newest `id` first (GET /fills); a symbol is filtered along that range. No
+# (owner, symbol, id) index: it would cost every fill insert about a fifth of its speed
+# (measured in the README), for a filter the export rarely needs.
 _FILL_INDEXES = """
-    CREATE INDEX fills_by_owner ON fills (owner, id);
-    CREATE INDEX fills_by_owner_symbol ON fills (owner, symbol, id);"""
+    CREATE INDEX fills_by_owner ON fills (owner, id);"""
 # Fills stored before `id` existed are numbered in the order they were made.
 _FILLS_IN_ORDER = "ORDER BY f.ts_us, o.seq, f.seq"
 
@@ -424,7 +425,6 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE fills ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY;
     SELECT setval(pg_get_serial_sequence('fills', 'id'),
                   (SELECT coalesce(max(id), 0) + 1 FROM fills), false);
-    CREATE UNIQUE INDEX fills_by_id ON fills (id);
     {_FILL_INDEXES}
     """,
 )

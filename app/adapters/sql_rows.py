@@ -157,7 +157,7 @@ def fills_query(
 ) -> tuple[str, list[str | int]]:
     """An owner's fills, newest stored first (by `id`), one more than `limit` (to know if a
     page follows); each row is `id, order_id, symbol, side, seq, update_id, price, qty,
-    ts_us, fee, fee_asset`. One index range: fills_by_owner or fills_by_owner_symbol."""
+    ts_us, fee, fee_asset`. One range of fills_by_owner, the symbol filtered along it."""
     clauses: list[str] = []
     params: list[str | int] = []
     for clause, value in (
