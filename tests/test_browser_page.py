@@ -1,0 +1,302 @@
+"""The trader's page (issue 14) in Debian's headless Chromium, driven by Playwright.
+
+Distinct order ids with a copy button, a 150-fill order whose markers stay readable,
+keyboard-only order entry, a page opened after fills showing the recent quotes and fills,
+the feed-down banner, a 420 px wide layout without horizontal scrolling, and the account
+panel following a fill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.emulator.server import BinanceEmulator
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, playwright_api
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def open_page(browser: Any, client: TestClient, **options: Any) -> Any:  # type: ignore[type-arg]
+    context = await browser.new_context(**{"viewport": {"width": 1440, "height": 900}, **options})
+    page = await context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    await page.goto(f"http://{client.host}:{client.port}/")
+    await page.wait_for_selector('#conn[data-state="open"]', timeout=10_000)
+    return page
+
+
+async def place(client: TestClient, **fields: Any) -> dict[str, Any]:  # type: ignore[type-arg]
+    body = {"symbol": "BTCUSDT", "side": "buy", "order_size": "1", "price": "101.5", **fields}
+    response = await client.post("/order/limit", json=body)
+    assert response.status == 202, await response.text()
+    order: dict[str, Any] = await response.json()
+    return order
+
+
+async def wait_status(client: TestClient, order_id: str, status: str) -> dict[str, Any]:  # type: ignore[type-arg]
+    """The order once it has `status`, read through its /ws subscription (no polling)."""
+    async with client.ws_connect(f"/ws?order_id={order_id}") as ws:
+        while True:
+            message = await asyncio.wait_for(ws.receive_json(), 10)
+            if message.get("type") == "order" and message["order"]["status"] == status:
+                order: dict[str, Any] = message["order"]
+                return order
+
+
+async def test_order_ids_are_told_apart_and_copied(
+    client: TestClient,  # type: ignore[type-arg]
+    browser: Any,
+) -> None:
+    ids = [(await place(client, price="10"))["order_id"] for _ in range(5)]
+    assert len({order_id[:8] for order_id in ids}) == 1  # the old view: one prefix for all
+    page = await open_page(browser, client)
+    await page.context.grant_permissions(
+        ["clipboard-read", "clipboard-write"], origin=f"http://{client.host}:{client.port}"
+    )
+    for order_id in ids:
+        await page.wait_for_selector(f'tr[data-order-id="{order_id}"]')
+    shown = await page.locator("#orders tbody .id .open").all_inner_texts()
+    assert len(shown) == 5 and len(set(shown)) == 5
+    titles = await page.eval_on_selector_all(
+        "#orders tbody tr",
+        "rows => rows.map(r => [r.dataset.orderId, r.querySelector('.open').title])",
+    )
+    assert all(order_id == title for order_id, title in titles)
+    row = page.locator(f'tr[data-order-id="{ids[2]}"]')
+    await row.locator(".copy").click()
+    assert await page.evaluate("navigator.clipboard.readText()") == ids[2]
+    assert await row.locator(".copy").inner_text() == "copied"
+    assert page.errors == []
+
+
+async def test_a_150_fill_order_stays_readable(
+    client: TestClient,  # type: ignore[type-arg]
+    emulator: BinanceEmulator,
+    browser: Any,
+) -> None:
+    page = await open_page(browser, client)
+    order = await place(client, order_size="150", price="200", timeout_s=120)
+    await page.wait_for_selector(f'tr[data-order-id="{order["order_id"]}"]')
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    # Each quote shows a new, higher ask of 1 (the lower ones traded through): one fill each.
+    for step in range(150):
+        emulator.book_ticker("BTCUSDT", "100", "5", f"{101 + step / 100:.2f}", "1")
+    await page.wait_for_selector(
+        f'tr[data-order-id="{order["order_id"]}"][data-status="filled"]', timeout=20_000
+    )
+    await page.wait_for_function("window.executor.state.fills.size === 150", timeout=10_000)
+    await page.wait_for_function(
+        "window.executor.state.markers.ask.length > 0 && "
+        "window.executor.state.markers.ask.reduce((n, m) => n + Number(m.text.slice(1) || 1), 0) === 150",
+        timeout=5_000,
+    )
+    markers = await page.evaluate("window.executor.state.markers.ask")
+    seconds = await page.evaluate(
+        "new Set([...window.executor.state.fills.values()].map(f => f.seconds)).size"
+    )
+    # One marker per bar (not one per fill), each with a short label; the rest on hover.
+    assert len(markers) <= seconds + 1 and len(markers) < 10
+    assert all(len(marker["text"]) <= 4 for marker in markers)
+    biggest = max(markers, key=lambda m: int(m["text"][1:] or 1))
+    x = await page.evaluate(
+        f"window.executor.chart.timeScale().timeToCoordinate({biggest['time']})"
+    )
+    box = await page.locator("#chart").bounding_box()
+    await page.mouse.move(box["x"] + x, box["y"] + box["height"] / 2)
+    tip = page.locator("#chart-tip")
+    await tip.wait_for(state="visible", timeout=5_000)
+    assert f"{biggest['text'][1:]} buy fills (1 order)" in await tip.inner_text()
+    # The average price is rounded for display, never 28 digits.
+    average = await page.locator(f'tr[data-order-id="{order["order_id"]}"] td.avg').inner_text()
+    assert len(average.split(".")[-1]) <= 8
+    assert page.errors == []
+
+
+async def test_keyboard_only_order_entry(
+    client: TestClient,  # type: ignore[type-arg]
+    emulator: BinanceEmulator,
+    browser: Any,
+) -> None:
+    page = await open_page(browser, client)
+
+    async def tab_to(selector: str) -> None:
+        for _ in range(60):
+            if await page.evaluate(f"document.activeElement.matches({selector!r})"):
+                return
+            await page.keyboard.press("Tab")
+        raise AssertionError(f"Tab never reached {selector}")
+
+    await tab_to("#f-symbol")
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("ethusdt")
+    await page.keyboard.press("Tab")  # to the side: a real radio group
+    assert await page.evaluate("document.activeElement.name") == "side"
+    await page.keyboard.press("ArrowLeft")
+    assert await page.evaluate("document.activeElement.value") == "buy"
+    assert await page.is_checked('input[name="side"][value="buy"]')
+    assert await page.get_by_role("radio", name="Buy").is_checked()
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("5")
+    await page.keyboard.press("Tab")  # the type: IOC with the arrow keys
+    assert await page.evaluate("document.activeElement.id") == "f-kind"
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("1.25")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("45")
+    await page.keyboard.press("Enter")
+    row = page.locator("#orders tbody tr[data-order-id]").first
+    await row.wait_for(timeout=5_000)
+    order_id = await row.get_attribute("data-order-id")
+    response = await client.get(f"/orders/{order_id}")
+    order = await response.json()
+    assert (order["symbol"], order["side"], order["order_size"], order["price"]) == (
+        "ETHUSDT", "buy", "5", "1.25",
+    )  # fmt: skip
+    # Open another order's row from the keyboard: its fills and state are shown.
+    other = await place(client, price="10")
+    await page.wait_for_selector(f'tr[data-order-id="{other["order_id"]}"]')
+    await tab_to(f'tr[data-order-id="{other["order_id"]}"] .open')
+    await page.keyboard.press("Enter")
+    await page.wait_for_function(
+        f"window.executor.state.selected === {other['order_id']!r}", timeout=5_000
+    )
+    assert other["order_id"][-8:] in await page.locator("#fills-order").inner_text()
+    detail = await page.locator("#fills-detail").inner_text()
+    assert "open" in detail and "expires in" in detail
+    # And cancel it from the keyboard: the reason-free cancelled state is explicit.
+    await page.keyboard.press("Tab")  # the copy button
+    await tab_to(f'tr[data-order-id="{other["order_id"]}"] .cancel')
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector(
+        f'tr[data-order-id="{other["order_id"]}"][data-status="cancelled"]', timeout=5_000
+    )
+    assert page.errors == []
+
+
+async def test_a_page_opened_after_fills_shows_them(
+    client: TestClient,  # type: ignore[type-arg]
+    emulator: BinanceEmulator,
+    browser: Any,
+) -> None:
+    order = await place(client, timeout_s=60)
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    async with client.ws_connect("/ws?book=BTCUSDT") as ws:
+
+        async def quote(bid: str, ask: str, ask_qty: str) -> None:
+            emulator.book_ticker("BTCUSDT", bid, "3", ask, ask_qty)
+            while (await asyncio.wait_for(ws.receive_json(), 5)).get("ask") != ask:
+                pass
+
+        await quote("100", "102", "1")
+        await asyncio.sleep(1.05 - time.time() % 1)  # the history keeps a point a second
+        await quote("100.5", "101.5", "0.4")  # the first fill
+        await asyncio.sleep(1.05 - time.time() % 1)
+        await quote("100.2", "101", "5")  # the rest
+    await wait_status(client, order["order_id"], "filled")
+    history = await (await client.get("/book/BTCUSDT/history")).json()
+    assert len(history["points"]) == 3
+    opened = time.time()
+    page = await open_page(browser, client)
+    await page.wait_for_function("window.executor.state.fills.size === 2", timeout=10_000)
+    await page.wait_for_function("window.executor.state.points.length >= 3", timeout=5_000)
+    first = await page.evaluate("window.executor.state.points[0].time")
+    assert first < opened - 1  # the chart begins before the page was opened
+    markers = await page.evaluate("window.executor.state.markers.ask")
+    assert 1 <= len(markers) <= 2 and all(m["time"] < opened for m in markers)
+    assert page.errors == []
+
+
+async def test_the_banner_says_the_feed_is_down(
+    client: TestClient,  # type: ignore[type-arg]
+    emulator: BinanceEmulator,
+    browser: Any,
+) -> None:
+    page = await open_page(browser, client)
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "100", "3", "101", "1")
+    await page.wait_for_selector('#quote-ages li[data-symbol="BTCUSDT"].fresh', timeout=5_000)
+    assert "DEMO" in (await page.locator("#market").inner_text()).upper()
+    assert await page.locator("#banner").is_hidden()
+    await emulator.stop()  # the upstream goes away and does not come back
+    banner = page.locator('#banner[data-feed="down"]')
+    await banner.wait_for(state="visible", timeout=15_000)
+    assert "feed is down" in await banner.inner_text()
+    await page.wait_for_selector('#quote-ages li[data-symbol="BTCUSDT"].stale', timeout=10_000)
+    assert page.errors == []
+
+
+async def test_a_phone_wide_page_does_not_scroll_sideways(
+    client: TestClient,  # type: ignore[type-arg]
+    browser: Any,
+) -> None:
+    order = await place(client, price="10")
+    page = await open_page(browser, client, viewport={"width": 420, "height": 860})
+    row = page.locator(f'tr[data-order-id="{order["order_id"]}"]')
+    await row.wait_for()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 420
+    chart = await page.locator("#chart").bounding_box()
+    assert chart["width"] >= 340 and chart["height"] >= 240  # a chart, not a sliver
+    for locator in (
+        row,
+        row.locator(".cancel"),
+        row.locator("td.remaining"),
+        page.locator("#submit"),
+    ):
+        box = await locator.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 420
+    await row.locator(".cancel").click()
+    await page.wait_for_selector(
+        f'tr[data-order-id="{order["order_id"]}"][data-status="cancelled"]', timeout=5_000
+    )
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 420
+    assert page.errors == []
+
+
+async def test_the_account_panel_follows_a_fill(
+    start_app: Any,
+    emulator: BinanceEmulator,
+    browser: Any,
+) -> None:
+    client = await start_app(paper_balances="USDT:1000")
+    page = await open_page(browser, client)
+    usdt = page.locator('#balances tr[data-asset="USDT"]')
+    await usdt.wait_for(timeout=5_000)
+    assert await usdt.locator("td.free").inner_text() == "1000"
+    order = await place(client, order_size="2", price="101.5", timeout_s=60)
+    # The buy locks 2 × 101.5 of USDT at once.
+    await page.wait_for_function(
+        "document.querySelector('#balances tr[data-asset=\"USDT\"] td.locked').textContent === '203'",
+        timeout=5_000,
+    )
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "100", "3", "101", "5")
+    await wait_status(client, order["order_id"], "filled")
+    position = page.locator('#positions tr[data-symbol="BTCUSDT"]')
+    await position.wait_for(timeout=5_000)
+    assert await position.locator("td.qty").inner_text() == "2"
+    await page.wait_for_function(
+        "document.querySelector('#balances tr[data-asset=\"USDT\"] td.free').textContent === '798'",
+        timeout=5_000,
+    )
+    assert await page.locator('#balances tr[data-asset="BTC"] td.free').inner_text() == "1.998"
+    assert page.errors == []
