@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.emulator.server import BinanceEmulator
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, playwright_api
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, playwright_api
 
 pytestmark = pytest.mark.slow
 
@@ -105,8 +105,8 @@ async def test_a_150_fill_order_stays_readable(
     )
     await page.wait_for_function("window.executor.state.fills.size === 150", timeout=10_000)
     await page.wait_for_function(
-        "window.executor.state.markers.ask.length > 0 && "
-        "window.executor.state.markers.ask.reduce((n, m) => n + Number(m.text.slice(1) || 1), 0) === 150",
+        "window.executor.state.markers.ask.length > 0 && window.executor.state.markers.ask"
+        ".reduce((n, m) => n + Number(m.text.slice(1) || 1), 0) === 150",
         timeout=5_000,
     )
     markers = await page.evaluate("window.executor.state.markers.ask")
@@ -125,6 +125,8 @@ async def test_a_150_fill_order_stays_readable(
     tip = page.locator("#chart-tip")
     await tip.wait_for(state="visible", timeout=5_000)
     assert f"{biggest['text'][1:]} buy fills (1 order)" in await tip.inner_text()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "150-fills.png"))
     # The average price is rounded for display, never 28 digits.
     average = await page.locator(f'tr[data-order-id="{order["order_id"]}"] td.avg').inner_text()
     assert len(average.split(".")[-1]) <= 8
@@ -254,6 +256,8 @@ async def test_a_phone_wide_page_does_not_scroll_sideways(
     row = page.locator(f'tr[data-order-id="{order["order_id"]}"]')
     await row.wait_for()
     assert await page.evaluate("document.documentElement.scrollWidth") <= 420
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "420px.png"), full_page=True)
     chart = await page.locator("#chart").bounding_box()
     assert chart["width"] >= 340 and chart["height"] >= 240  # a chart, not a sliver
     for locator in (
@@ -285,7 +289,8 @@ async def test_the_account_panel_follows_a_fill(
     order = await place(client, order_size="2", price="101.5", timeout_s=60)
     # The buy locks 2 × 101.5 of USDT at once.
     await page.wait_for_function(
-        "document.querySelector('#balances tr[data-asset=\"USDT\"] td.locked').textContent === '203'",
+        "document.querySelector('#balances tr[data-asset=\"USDT\"] td.locked')"
+        ".textContent === '203'",
         timeout=5_000,
     )
     await emulator.wait_subscribed("btcusdt@bookTicker")
@@ -299,4 +304,26 @@ async def test_the_account_panel_follows_a_fill(
         timeout=5_000,
     )
     assert await page.locator('#balances tr[data-asset="BTC"] td.free').inner_text() == "1.998"
+    assert page.errors == []
+
+
+async def test_in_depth_mode_the_visible_levels_are_beside_the_chart(
+    start_app: Any,
+    emulator: BinanceEmulator,
+    browser: Any,
+) -> None:
+    client = await start_app(market_stream="depth5")
+    page = await open_page(browser, client)
+    assert await page.locator("#depth").is_hidden()  # no levels in bookTicker mode
+    await emulator.wait_subscribed("btcusdt@depth5@100ms")
+    asks = [(f"{101 + n}", "2") for n in range(5)]
+    emulator.depth("BTCUSDT", [(f"{100 - n}", "1") for n in range(5)], asks)
+    await page.wait_for_selector("#depth:not([hidden])", timeout=5_000)
+    ask_prices = await page.locator("#depth-asks tr td:first-child").all_inner_texts()
+    bid_prices = await page.locator("#depth-bids tr td:first-child").all_inner_texts()
+    assert ask_prices == ["105", "104", "103", "102", "101"]  # best ask next to best bid
+    assert bid_prices == ["100", "99", "98", "97", "96"]
+    chart = await page.locator("#chart").bounding_box()
+    depth = await page.locator("#depth").bounding_box()
+    assert depth["x"] >= chart["x"] + chart["width"]  # beside it, not over it
     assert page.errors == []

@@ -137,3 +137,32 @@ def test_the_page_says_demo_or_live(url: str, kind: str) -> None:
 async def test_the_page_carries_the_market_kind(client: TestClient) -> None:  # type: ignore[type-arg]
     page = await (await client.get("/")).text()
     assert 'data-market="demo"' in page and "{{" not in page
+
+
+async def test_in_depth_mode_the_book_frame_carries_the_visible_levels(
+    start_app,  # type: ignore[no-untyped-def]
+    emulator: BinanceEmulator,
+) -> None:
+    client = await start_app(market_stream="depth5")
+    async with client.ws_connect("/ws?book=BTCUSDT") as ws:
+        await emulator.wait_subscribed("btcusdt@depth5@100ms")
+        bids = [(f"{100 - n}", f"{n + 1}") for n in range(5)]
+        asks = [(f"{101 + n}.50", "2") for n in range(5)]
+        emulator.depth("BTCUSDT", bids, asks)
+        while (message := await ws.receive_json())["type"] != "book":
+            pass
+    assert message["bid"] == "100" and message["ask"] == "101.5"
+    assert message["bids"] == [[p, q] for p, q in bids]
+    assert message["asks"] == [[p.rstrip("0").rstrip("."), q] for p, q in asks]
+
+
+async def test_a_book_ticker_frame_has_no_levels(
+    client: TestClient,  # type: ignore[type-arg]
+    emulator: BinanceEmulator,
+) -> None:
+    async with client.ws_connect("/ws?book=BTCUSDT") as ws:
+        await emulator.wait_subscribed("btcusdt@bookTicker")
+        emulator.book_ticker("BTCUSDT", "100", "1", "101", "1")
+        while (message := await ws.receive_json())["type"] != "book":
+            pass
+    assert "bids" not in message and "asks" not in message
