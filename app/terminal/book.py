@@ -46,7 +46,7 @@ def _levels(message: dict[str, Any], key: str) -> list[Sequence[str]]:
 
 
 class BookView:
-    """Renders book messages; `draws` counts the redraws written."""
+    """Renders book messages; `quotes` counts the quotes received, `draws` the redraws."""
 
     def __init__(
         self,
@@ -62,8 +62,13 @@ class BookView:
         self.precision = precision
         self.in_place = in_place
         self.clock = clock
+        self.quotes = 0
         self.draws = 0
         self._lines_on_screen = 0
+
+    def received(self, message: dict[str, Any]) -> None:
+        """A quote arrived (drawn later, unless a newer one replaces it first)."""
+        self.quotes += 1
 
     def summary(self, message: dict[str, Any]) -> str:
         p = self.precision
@@ -130,14 +135,15 @@ class _Latest:
         self.fresh.set()
 
 
-async def _receive(ws: aiohttp.ClientWebSocketResponse, symbol: str, latest: _Latest) -> None:
+async def _receive(ws: aiohttp.ClientWebSocketResponse, view: BookView, latest: _Latest) -> None:
     async for frame in ws:
         if frame.type is not aiohttp.WSMsgType.TEXT:
             break
         message = json.loads(frame.data)
         if message.get("type") == "error":
             raise ApiError(f"error: {message.get('message')}")
-        if message.get("type") == "book" and message.get("symbol") == symbol:
+        if message.get("type") == "book" and message.get("symbol") == view.symbol:
+            view.received(message)
             latest.put(message)
     raise ApiError("error: the service closed the connection")
 
@@ -178,7 +184,7 @@ async def follow_book(
             if announce is not None:
                 announce(f"following {symbol}, at most {rate:g} redraws/s; Ctrl-C stops")
             tasks = [
-                asyncio.create_task(_receive(ws, symbol, latest)),
+                asyncio.create_task(_receive(ws, view, latest)),
                 asyncio.create_task(_redraw(view, latest, rate)),
                 asyncio.create_task(stop.wait()),
             ]
