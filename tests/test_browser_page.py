@@ -11,12 +11,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal as D
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from app.adapters.binance.exchange_info import SymbolLookup
+from app.application import create_app
+from app.core.filters import LotSize, PriceFilter, SymbolInfo
 from app.emulator.server import BinanceEmulator
+from app.http.symbols import SYMBOL_LOOKUPS
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, playwright_api
 
 pytestmark = pytest.mark.slow
@@ -326,4 +333,162 @@ async def test_in_depth_mode_the_visible_levels_are_beside_the_chart(
     chart = await page.locator("#chart").bounding_box()
     depth = await page.locator("#depth").bounding_box()
     assert depth["x"] >= chart["x"] + chart["width"]  # beside it, not over it
+    assert page.errors == []
+
+
+async def test_an_unknown_symbol_is_said_at_once(
+    aiohttp_client: Any,
+    make_settings: Any,
+    browser: Any,
+) -> None:
+    """The chart does not wait forever for a symbol the exchange does not list."""
+    app = create_app(make_settings())
+    app[SYMBOL_LOOKUPS] = OnlyBtcusdt()
+    client = await aiohttp_client(app)
+    page = await open_page(browser, client)
+    await page.fill("#f-symbol", "NOSUCHCOIN")
+    await page.fill("#f-size", "1")
+    await page.fill("#f-price", "10")
+    await page.click("#submit")
+    status = page.locator("#chart-status.error")
+    await status.wait_for(timeout=5_000)
+    assert "NOSUCHCOIN is not listed" in await status.inner_text()
+    assert page.errors == []
+
+
+class OnlyBtcusdt:
+    async def lookup(self, symbol: str) -> SymbolLookup:
+        if symbol != "BTCUSDT":
+            return SymbolLookup("unknown")
+        info = SymbolInfo(
+            "BTCUSDT", "TRADING", "BTC", "USDT",
+            price_filter=PriceFilter(D("0.01"), D("1000000"), D("0.01")),
+            lot_size=LotSize("LOT_SIZE", D("0.00001"), D("9000"), D("0.00001")),
+        )  # fmt: skip
+        return SymbolLookup("ok", info)
+
+
+async def test_prices_are_shown_to_the_tick_and_sizes_to_the_step(
+    aiohttp_client: Any,
+    make_settings: Any,
+    emulator: BinanceEmulator,
+    browser: Any,
+) -> None:
+    app = create_app(make_settings())
+    app[SYMBOL_LOOKUPS] = OnlyBtcusdt()
+    client = await aiohttp_client(app)
+    page = await open_page(browser, client)
+    order = await place(client, order_size="3", price="101.5", timeout_s=60)
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "100", "3", "101.49", "1")
+    emulator.book_ticker("BTCUSDT", "100", "3", "101.5", "1")
+    emulator.book_ticker("BTCUSDT", "100", "3", "101.47", "1")  # average 101.48666…
+    stored = await wait_status(client, order["order_id"], "filled")
+    assert len(stored["avg_price"]) > 20  # the API stays exact
+    row = page.locator(f'tr[data-order-id="{order["order_id"]}"][data-status="filled"]')
+    await row.wait_for(timeout=5_000)
+    assert await row.locator("td.avg").inner_text() == "101.49"
+    cells = await row.locator("td").all_inner_texts()
+    assert "101.50" in cells  # the limit, to the tick
+    assert await page.locator("#quote .ask").inner_text() == "101.47"
+    assert page.errors == []
+
+
+async def test_orders_are_filtered_and_paged(
+    client: TestClient,  # type: ignore[type-arg]
+    browser: Any,
+) -> None:
+    btc = [(await place(client, price="10"))["order_id"] for _ in range(52)]
+    eth = await place(client, symbol="ETHUSDT", order_size="5", price="2")
+    cancelled = await client.delete(f"/orders/{btc[0]}")
+    assert cancelled.status == 200
+    page = await open_page(browser, client)
+    rows = page.locator("#orders tbody tr")
+    await page.wait_for_function("document.querySelectorAll('#orders tbody tr').length === 50")
+    assert await rows.first.get_attribute("data-order-id") == eth["order_id"]  # newest first
+    await page.click("#older")
+    await page.wait_for_function("document.querySelectorAll('#orders tbody tr').length === 53")
+    assert await page.locator("#older").is_hidden()  # the last page
+    await page.fill("#o-symbol", "ethusdt")
+    await page.press("#o-symbol", "Enter")
+    await page.wait_for_function("document.querySelectorAll('#orders tbody tr').length === 1")
+    assert await rows.first.get_attribute("data-order-id") == eth["order_id"]
+    await page.fill("#o-symbol", "")
+    await page.select_option("#o-status", "cancelled")
+    await page.wait_for_function("document.querySelectorAll('#orders tbody tr').length === 1")
+    assert await rows.first.get_attribute("data-order-id") == btc[0]
+    assert page.errors == []
+
+
+async def test_cancel_all_from_the_page(
+    client: TestClient,  # type: ignore[type-arg]
+    browser: Any,
+) -> None:
+    probe = await client.delete("/orders?symbol=NONE")
+    if probe.status == 405:
+        pytest.skip("DELETE /orders (cancel-all) is not on this branch yet")
+    ids = [(await place(client, price="10"))["order_id"] for _ in range(3)]
+    other = await place(client, symbol="ETHUSDT", order_size="5", price="2")
+    page = await open_page(browser, client)
+    await page.fill("#o-symbol", "BTCUSDT")
+    await page.press("#o-symbol", "Enter")
+    await page.wait_for_function("document.querySelectorAll('#orders tbody tr').length === 3")
+    await page.click("#cancel-all")  # arms it
+    assert await page.locator("#cancel-all[data-armed]").count() == 1
+    await page.click("#cancel-all")
+    for order_id in ids:
+        await page.wait_for_selector(f'tr[data-order-id="{order_id}"][data-status="cancelled"]')
+    still = await (await client.get(f"/orders/{other['order_id']}")).json()
+    assert still["status"] == "open"
+    assert page.errors == []
+
+
+async def test_fills_export_as_csv(
+    aiohttp_client: Any,
+    make_settings: Any,
+    emulator: BinanceEmulator,
+    browser: Any,
+) -> None:
+    """GET /fills with Accept: text/csv, every page (X-Next-Cursor) in one file. Where
+    /fills is not served yet, a stand-in answers as CONTRACT.md documents it."""
+    app = create_app(make_settings())
+    seen: list[str] = []
+    fills: list[dict[str, Any]] = []
+    served = any(getattr(r.resource, "canonical", "") == "/fills" for r in app.router.routes())
+    if not served:
+
+        async def stand_in(request: web.Request) -> web.Response:
+            seen.append(request.headers.get("Accept", ""))
+            page = int(request.query.get("cursor", "0"))
+            header = "order_id,symbol,side,seq,update_id,price,qty,fee,fee_asset,ts\r\n"
+            fill = fills[page]
+            row = ",".join(str(fill[name]) for name in header.strip().split(",")) + "\r\n"
+            more = {"X-Next-Cursor": str(page + 1)} if page + 1 < len(fills) else {}
+            return web.Response(text=header + row, content_type="text/csv", headers=more)
+
+        app.router.add_get("/fills", stand_in)
+    client = await aiohttp_client(app)
+    order = await place(client, order_size="1", price="101.5", timeout_s=60)
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "100", "3", "101.5", "0.4")
+    emulator.book_ticker("BTCUSDT", "100", "3", "101", "5")
+    stored = await wait_status(client, order["order_id"], "filled")
+    stored = await (await client.get(f"/orders/{order['order_id']}")).json()
+    fills += [
+        {**fill, "order_id": order["order_id"], "symbol": "BTCUSDT", "side": "buy"}
+        for fill in reversed(stored["fills"])
+    ]
+    page = await open_page(browser, client)
+    await page.fill("#o-symbol", "BTCUSDT")
+    await page.press("#o-symbol", "Enter")
+    async with page.expect_download() as download_info:
+        await page.click("#export-fills")
+    download = await download_info.value
+    assert download.suggested_filename == "fills-BTCUSDT.csv"
+    text = await asyncio.to_thread(Path(await download.path()).read_text)
+    lines = [line for line in text.splitlines() if line]
+    assert lines[0].split(",")[:4] == ["order_id", "symbol", "side", "seq"]
+    assert len(lines) == 3 and all(order["order_id"] in line for line in lines[1:])
+    if not served:
+        assert seen == ["text/csv", "text/csv"]
     assert page.errors == []
