@@ -18,12 +18,22 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.__main__ import main
+from app.adapters.binance.exchange_info import ExchangeInfoClient
+from app.application import create_app
 from app.emulator.server import BinanceEmulator
+from app.http.symbols import SYMBOL_LOOKUPS
+from app.settings import Settings
 from app.terminal.api import Api, ApiError, error_line
 from app.terminal.book import BookView, follow_book
 from app.terminal.cli import COMMANDS
 from app.terminal.orders import id_tail_length, list_orders, orders_table
-from app.terminal.precision import Precision, approximate, precision_from, to_increment
+from app.terminal.precision import (
+    Precision,
+    Precisions,
+    approximate,
+    precision_from,
+    to_increment,
+)
 from app.watch import watch
 from tests.conftest import EventLog
 from tests.helpers import partly_filled_sell, place, stream
@@ -108,6 +118,41 @@ async def test_watch_shows_a_long_average_price_rounded(
     assert order["avg_price"] not in text
     assert "3/3 avg 10.166667" in text
     assert "fill #2   1 @ 10.5" in text and ", fee " in text  # each fill's fee
+
+
+async def test_the_tick_and_step_come_from_the_services_symbol_endpoint(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    make_settings: Callable[..., Settings],
+    emulator: BinanceEmulator,
+) -> None:
+    """GET /symbols/{symbol} backed by exchange info (the emulator's: LTCBTC has tick
+    0.000001 and step 0.001): the views show prices and sizes with those decimals."""
+    app = create_app(make_settings())
+    lookups = ExchangeInfoClient(emulator.rest_url)
+    app[SYMBOL_LOOKUPS] = lookups
+    try:
+        client = await aiohttp_client(app)
+        events = EventLog(client.app)
+        try:
+            order = await _filled_at_two_prices(client, emulator, events)
+        finally:
+            await events.close()
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, _base(client), None)
+            assert await Precisions(api).of("ltcbtc") == Precision(
+                Decimal("0.000001"), Decimal("0.001")
+            )
+            assert await Precisions(api).of("NOPE") == Precision()  # 404: approximate
+            table = io.StringIO()
+            assert await list_orders(api, table) == 0
+        row = table.getvalue().splitlines()[1].split()
+        assert row[5:9] == ["3.000", "10.000000", "100.00%", "10.166667"]
+        out = io.StringIO()
+        assert await watch(_base(client), order["order_id"], token=None, out=out) == 0
+        assert "fill #2   1.000 @ 10.500000" in out.getvalue()
+        assert "3.000/3.000 avg 10.166667" in out.getvalue()
+    finally:
+        await lookups.close()
 
 
 # -- orders -----------------------------------------------------------------------------
@@ -315,7 +360,7 @@ def test_the_book_view_draws_depth_levels_when_the_message_has_them() -> None:
         "bids": [["100", "1"], ["99.5", "3"]], "asks": [["100.5", "2"], ["101", "4"]],
     }  # fmt: skip
     assert view.render(message) == [
-        "BTCUSDT  bid 100.00 x 1.000  ask 100.50 x 2.000  spread 0.50 (49.9 bps)  age 0.5s",
+        "BTCUSDT  bid 100.00 x 1.000  ask 100.50 x 2.000  spread 0.50 (49.88 bps)  age 0.5s",
         "  ask           101.00  4.000",
         "  ask           100.50  2.000",
         "  bid           100.00  1.000",
@@ -323,6 +368,11 @@ def test_the_book_view_draws_depth_levels_when_the_message_has_them() -> None:
     ]
     view.draw(message)
     view.draw({**message, "bids": [], "asks": []})
+    unknown = BookView("BTCUSDT", io.StringIO(), Precision(), in_place=False)
+    quote = {"bid": "61828.09", "bid_qty": "1.5", "ask": "61828.1", "ask_qty": "0.25"}
+    assert unknown.summary(quote) == (  # without the tick, bid and ask show alike
+        "BTCUSDT  bid 61828.09 x 1.5  ask 61828.10 x 0.25  spread 0.01 (0.00 bps)"
+    )
     second = out.getvalue().split("\x1b[J", 1)[1]
     assert second.startswith("\r\x1b[4F\x1b[2KBTCUSDT  bid 100.00")  # back over the block
     assert view.draws == 2

@@ -70,22 +70,21 @@ class BookView:
         """A quote arrived (drawn later, unless a newer one replaces it first)."""
         self.quotes += 1
 
+    def _side(self, name: str, message: dict[str, Any]) -> str:
+        price, qty = message.get(name), message.get(f"{name}_qty")
+        if price is None:
+            return f"{name} -"
+        prices = [message.get("bid"), message.get("ask")]  # bid and ask with alike decimals
+        return f"{name} {self.precision.price(price, prices)} x {self.precision.qty(qty, [qty])}"
+
     def summary(self, message: dict[str, Any]) -> str:
         p = self.precision
         bid, ask = message.get("bid"), message.get("ask")
-        parts = [
-            f"{self.symbol}",
-            f"bid {p.price(bid, [bid])} x {p.qty(message.get('bid_qty'), [message.get('bid_qty')])}"
-            if bid is not None
-            else "bid -",
-            f"ask {p.price(ask, [ask])} x {p.qty(message.get('ask_qty'), [message.get('ask_qty')])}"
-            if ask is not None
-            else "ask -",
-        ]
+        parts = [self.symbol, self._side("bid", message), self._side("ask", message)]
         if bid is not None and ask is not None:
             spread = Decimal(ask) - Decimal(bid)
             middle = (Decimal(ask) + Decimal(bid)) / 2
-            bps = f" ({spread / middle * 10_000:.1f} bps)" if middle else ""
+            bps = f" ({spread / middle * 10_000:.2f} bps)" if middle else ""
             parts.append(f"spread {p.price(spread, [bid, ask])}{bps}")
         if message.get("ts"):
             parts.append(f"age {age_text(self.clock() - timestamp(message['ts']))}")

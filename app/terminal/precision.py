@@ -47,7 +47,7 @@ def approximate(value: Decimal, like: Iterable[str | None] = ()) -> str:
     """At most SIGNIFICANT significant digits, never fewer decimals than `like` show."""
     floor = max((decimal_places(text) for text in like), default=0)
     if not value:
-        return format(Decimal(0).quantize(Decimal(1).scaleb(-floor)), "f")
+        return "0"
     places = max(floor, SIGNIFICANT - 1 - value.adjusted(), 0)
     with localcontext() as context:
         context.prec = 80
