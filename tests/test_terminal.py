@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import os
 import signal
 import sys
 import time
@@ -283,6 +284,22 @@ async def test_the_token_comes_from_api_token(
     monkeypatch.setenv("API_URL", _base(client))
     code, output = await _cli("orders")
     assert (code, output) == (0, "no orders\n")
+
+
+async def test_output_closed_early_exits_quietly(client: Client) -> None:
+    """`python -m app orders | head -1`: no traceback when the reader has gone."""
+    await place(client, order_size="1", price="10")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to the pipe now fails with EPIPE
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app", "orders", "--url", _base(client),
+            stdout=write_end, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    _, errors = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1 and errors == b""
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -157,8 +158,21 @@ async def _book(api: Api, args: argparse.Namespace, out: TextIO) -> int:
             loop.remove_signal_handler(signal.SIGINT)
 
 
+EXIT_OUTPUT_CLOSED = 1
+
+
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Run one terminal subcommand; its exit code."""
+    """Run one terminal subcommand; its exit code (1, quietly, if stdout is closed early,
+    as by `| head`)."""
+    try:
+        return _run(args, out)
+    except BrokenPipeError:
+        # Python would report the pipe again when it flushes stdout at exit: point it away.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OUTPUT_CLOSED
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
     url = args.url or default_url()
     token = args.token or default_token()
     if args.command == "watch":
