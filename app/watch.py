@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from app.terminal.api import EXIT_REFUSED, Api, ApiError, default_url
+from app.terminal.orders import resolve_order_id
 from app.terminal.precision import UNKNOWN, Precision, Precisions, amount
 
 __all__ = ["default_url", "progress_bar", "submit", "watch"]
@@ -115,6 +116,7 @@ class Watcher:
 
 async def _follow(api: Api, order_id: str, watcher: Watcher) -> int:
     precisions = Precisions(api)
+    order_id = await resolve_order_id(api, order_id)  # the tail `orders` shows will do
     async with api.session.ws_connect(
         api.ws_url, params={"order_id": order_id}, headers=api.headers
     ) as ws:

@@ -27,7 +27,7 @@ from app.settings import Settings
 from app.terminal.api import Api, ApiError, error_line
 from app.terminal.book import BookView, follow_book
 from app.terminal.cli import COMMANDS
-from app.terminal.orders import id_tail_length, list_orders, orders_table
+from app.terminal.orders import id_tail_length, list_orders, orders_table, resolve_order_id
 from app.terminal.precision import (
     Precision,
     Precisions,
@@ -236,6 +236,45 @@ async def test_orders_pages_with_the_cursor_or_all(client: Client, api: Api) -> 
 
     code, output = await _cli("orders", "--limit", "2", "--url", _base(client), "--full-ids")
     assert code == 0 and output.splitlines()[1].split()[0] == newest_first[0]
+
+
+async def test_watch_takes_the_tail_the_table_shows(client: Client, api: Api) -> None:
+    placed = [await place(client, symbol="QUIETUSDT", order_size="1", price="10", timeout_s=0.3)
+              for _ in range(2)]  # fmt: skip
+    table = io.StringIO()
+    assert await list_orders(api, table) == 0
+    tail = table.getvalue().splitlines()[1].split()[0]
+    assert placed[1]["order_id"].endswith(tail) and len(tail) < 32
+    out = io.StringIO()
+    assert await watch(_base(client), tail, token=None, out=out) == 1  # it expires
+    assert f"order {placed[1]['order_id']}: " in out.getvalue()
+    missing = io.StringIO()
+    assert await watch(_base(client), "f" * 31, token=None, out=missing) == 2
+    assert (
+        missing.getvalue()
+        == "error: order not found: none of the last 500 ends with " + "f" * 31 + "\n"
+    )
+
+
+class ListedOrders:
+    """An Api stand-in whose GET /orders lists the given ids."""
+
+    def __init__(self, *order_ids: str) -> None:
+        self.order_ids = order_ids
+
+    async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        assert path == "/orders" and params == {"limit": "500"}
+        return {"orders": [{"order_id": i} for i in self.order_ids], "next_cursor": None}
+
+
+async def test_an_id_tail_must_name_one_recent_order() -> None:
+    first, second = "0661a5c6cb9546b8a918d4006332d766", "0661a5c6cb9546b8a918d4016332d766"
+    listed: Any = ListedOrders(first, second)
+    assert await resolve_order_id(listed, "06332D766") == first  # any case
+    with pytest.raises(ApiError, match="2 recent orders end with 332d766: give more of it"):
+        await resolve_order_id(listed, "332d766")
+    assert await resolve_order_id(listed, "not-hex") == "not-hex"  # left to the service
+    assert await resolve_order_id(listed, first) == first
 
 
 # -- errors -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
@@ -48,7 +49,8 @@ def add_commands(commands: Any) -> None:
 
     def add(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(
-            name, help=help_text, description=description, epilog=CONNECTION_HELP,
+            name, help=help_text, description=textwrap.fill(description, 88),
+            epilog=CONNECTION_HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )  # fmt: skip
         return parser
@@ -58,7 +60,7 @@ def add_commands(commands: Any) -> None:
         "Follow an order over /ws until it ends: exit 0 filled, 1 expired/cancelled/"
         "rejected, 2 unknown order or refused.",
     )  # fmt: skip
-    watch.add_argument("order_id")
+    watch.add_argument("order_id", help="the order's id, or the tail of it `orders` shows")
 
     submit = add(
         "submit", "place an order (and --watch it)",
@@ -81,8 +83,8 @@ def add_commands(commands: Any) -> None:
         "The owner's orders, newest first (GET /orders). IDs are shown by the tail that "
         "tells the listed orders apart (ids begin with a timestamp); --full-ids for whole ids.",
     )  # fmt: skip
-    orders.add_argument("--status", choices=STATUSES)
-    orders.add_argument("--symbol")
+    orders.add_argument("--status", choices=STATUSES, help="only orders in this status")
+    orders.add_argument("--symbol", help="only orders of this symbol")
     orders.add_argument("--limit", type=int, default=20, help="orders per page, 1-500 (20)")
     pages = orders.add_mutually_exclusive_group()
     pages.add_argument("--cursor", help="the page after the one that printed this cursor")

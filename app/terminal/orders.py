@@ -14,11 +14,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
-from app.terminal.api import Api
+from app.terminal.api import Api, ApiError
 from app.terminal.precision import Precision, Precisions, amount
 from app.terminal.table import render_table
 
 MIN_ID_TAIL = 6
+FULL_ID_LENGTH = 32  # app/ids.py: 32 hex characters
+RECENT = 500  # the orders an id tail is looked for among (one page of GET /orders)
+HEX = frozenset("0123456789abcdef")
 OPEN = {"open", "partially_filled"}
 HEADERS = (
     "ID", "SYMBOL", "SIDE", "TYPE", "SIZE", "PRICE", "FILLED", "AVG", "FEES",
@@ -137,3 +140,18 @@ async def list_orders(
     if cursor:
         print(f"more: --cursor {cursor}  (or --all)", file=out)
     return 0
+
+
+async def resolve_order_id(api: Api, text: str) -> str:
+    """The whole id of the one recent order whose id ends with `text` (a tail the table
+    showed); `text` itself when it is not a shorter run of hex digits."""
+    tail = text.lower()
+    if len(tail) >= FULL_ID_LENGTH or not tail or not set(tail) <= HEX:
+        return text
+    page = await api.get("/orders", {"limit": str(RECENT)})
+    matches = [o["order_id"] for o in page["orders"] if o["order_id"].endswith(tail)]
+    if not matches:
+        raise ApiError(f"error: order not found: none of the last {RECENT} ends with {text}")
+    if len(matches) > 1:
+        raise ApiError(f"error: {len(matches)} recent orders end with {text}: give more of it")
+    return str(matches[0])
