@@ -372,7 +372,15 @@ function onBook(message) {
   const quote = $("#quote");
   const bid = document.createElement("b"); bid.className = "bid"; bid.textContent = price(message.symbol, message.bid);
   const ask = document.createElement("b"); ask.className = "ask"; ask.textContent = price(message.symbol, message.ask);
-  quote.replaceChildren(`${message.symbol} `, bid, " / ", ask);
+  const parts = [`${message.symbol} `, bid, " / ", ask];
+  if (message.bid !== null && message.ask !== null) {
+    const spread = document.createElement("span");
+    spread.className = "spread";
+    // Display only: the float difference is rounded to the tick (or 8 places).
+    spread.textContent = ` spread ${price(message.symbol, (Number(message.ask) - Number(message.bid)).toFixed(12))}`;
+    parts.push(spread);
+  }
+  quote.replaceChildren(...parts);
   quote.classList.remove("muted");
   setChartStatus("", false);
   if (message.bids || message.asks) renderDepth(message);

@@ -391,6 +391,48 @@ async def test_prices_are_shown_to_the_tick_and_sizes_to_the_step(
     cells = await row.locator("td").all_inner_texts()
     assert "101.50" in cells  # the limit, to the tick
     assert await page.locator("#quote .ask").inner_text() == "101.47"
+    assert await page.locator("#quote .spread").inner_text() == " spread 1.47"
+    assert page.errors == []
+
+
+async def test_a_one_tick_spread_shows_both_lines(
+    client: TestClient,  # type: ignore[type-arg]
+    emulator: BinanceEmulator,
+    browser: Any,
+) -> None:
+    """The ask is drawn dashed and narrower over a wider bid: at one tick apart the bid
+    still shows around and between the ask's dashes."""
+    page = await open_page(browser, client)
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "100", "3", "100.01", "1")
+    await page.wait_for_function("window.executor.state.points.length > 0", timeout=5_000)
+    bid, ask = await page.evaluate("['bid', 'ask'].map(k => window.executor.series[k].options())")
+    assert ask["lineStyle"] != 0 and bid["lineStyle"] == 0  # dashed over solid
+    assert bid["lineWidth"] > ask["lineWidth"]
+    assert bid["color"] != ask["color"]
+    assert await page.locator("#quote .spread").inner_text() == " spread 0.01"
+    assert page.errors == []
+
+
+async def test_an_order_s_end_says_why(
+    client: TestClient,  # type: ignore[type-arg]
+    emulator: BinanceEmulator,
+    browser: Any,
+) -> None:
+    page = await open_page(browser, client)
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "100", "3", "105", "1")
+    await page.wait_for_function("window.executor.state.points.length > 0", timeout=5_000)
+    order = await place(client, price="101", time_in_force="IOC")
+    emulator.book_ticker("BTCUSDT", "100", "3", "105", "1")  # its quote: nothing at 101
+    stored = await wait_status(client, order["order_id"], "expired")
+    assert stored["reason"]
+    row = page.locator(f'tr[data-order-id="{order["order_id"]}"][data-status="expired"]')
+    await row.wait_for(timeout=5_000)
+    assert await row.locator(".reason").inner_text() == stored["reason"]
+    assert await row.locator("td.expires").inner_text() == "expired"
+    assert await row.locator("td.remaining").inner_text() == "1"
+    assert "0 (0%)" in await row.inner_text()
     assert page.errors == []
 
 
