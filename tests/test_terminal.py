@@ -305,6 +305,7 @@ async def test_refusals_print_one_line_and_exit_2(
         (("orders", "--token", "alice-token", "--cursor", "bogus"), "error 422"),
         (("watch", "no-such-order", "--token", "alice-token"), "not found"),
         (("submit", "LTCBTC", "sell", "1", "-1", "--token", "alice-token"), "error 422"),
+        (("submit", "LTCBTC", "sell", "1", "market", "--tif", "FOK"), "takes no --tif"),
     ]:
         code, output = await _cli(*arguments, "--url", url)
         assert code == 2, (arguments, output)

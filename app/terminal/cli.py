@@ -112,6 +112,8 @@ def add_commands(commands: Any) -> None:
 def _submit_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     body: dict[str, Any] = {"symbol": args.symbol, "side": args.side, "order_size": args.order_size}
     if args.price.lower() == "market":
+        if args.time_in_force or args.timeout_s is not None:
+            raise ApiError("error: a market order is IOC: it takes no --tif or --timeout")
         if args.client_order_id:
             body["client_order_id"] = args.client_order_id
         return "/order/market", body
@@ -153,7 +155,7 @@ async def _book(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     try:
         return await follow_book(
             api, symbol, view, rate=args.rate, stop=stop,
-            announce=None if in_place else (lambda line: print(line, file=out, flush=True)),
+            announce=lambda line: print(line, file=out, flush=True),
         )  # fmt: skip
     finally:
         with contextlib.suppress(NotImplementedError):
@@ -184,7 +186,11 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.command == "submit":
         from app.watch import submit
 
-        path, body = _submit_request(args)
+        try:
+            path, body = _submit_request(args)
+        except ApiError as exc:
+            print(exc, file=out)
+            return EXIT_REFUSED
         return asyncio.run(submit(url, body, token=token, follow=args.watch, out=out, path=path))
     if args.command == "orders":
         from app.terminal.orders import list_orders
