@@ -9,7 +9,7 @@ cleanup context, started in this order and stopped in reverse:
     adapters (store, bus, command queue, limiter, tasks)
     market   (the upstream feed and who holds which symbol)        executor, all
     push     (the hub: /ws fan-out)                               api, all
-    intake   (order handlers' service)                            api, all
+    intake   (order handlers' service, the exchange's filters)     api, all
     execution (symbol workers; recovery, then commands)           executor, all
 """
 
@@ -28,6 +28,7 @@ from app import tracing
 from app.account import http as account_http
 from app.account.quotes import LatestQuotes
 from app.account.reader import AccountReader
+from app.adapters.binance.exchange_info import ExchangeInfoClient, FiltersOff
 from app.adapters.binance.feed import BinanceFeed
 from app.adapters.inprocess import InProcessBus, InProcessCommandQueue
 from app.adapters.local_limiter import LocalLimiter
@@ -56,6 +57,7 @@ from app.keys import (
     COMMANDS,
     EXECUTOR,
     FEED,
+    FILTERS,
     INTAKE,
     LIMITER,
     MARKET,
@@ -64,7 +66,7 @@ from app.keys import (
     STORE,
     TASKS,
 )
-from app.ports import EventBus, OrderStore, Outbox, PartitionLeases
+from app.ports import EventBus, ExchangeFilters, OrderStore, Outbox, PartitionLeases
 from app.push import ws
 from app.push.hub import PushHub
 from app.push.relay import PublishedByRelay, relay_forever
@@ -93,6 +95,15 @@ async def open_store(settings: Settings) -> OrderStore:
     return await SqliteStore.open(
         settings.database_path, busy_timeout_ms=settings.db_busy_timeout_ms
     )
+
+
+def open_exchange_filters(settings: Settings) -> ExchangeFilters:
+    """Binance's symbol filters read from `BINANCE_REST_URL` (lazily: nothing is asked
+    before the first order of a symbol), or none with EXCHANGE_FILTERS=off."""
+    if settings.exchange_filters == "off":
+        log.info("exchange_filters.off", note="orders are not checked against exchange info")
+        return FiltersOff()
+    return ExchangeInfoClient(settings.binance_rest_url)
 
 
 def executor_id() -> str:
@@ -250,6 +261,7 @@ async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
         executor = app.get(EXECUTOR)
         return executor is None or executor.ready
 
+    filters = app[FILTERS] = open_exchange_filters(settings)
     intake = app[INTAKE] = IntakeService(
         app[STORE],
         app[COMMANDS],
@@ -260,10 +272,14 @@ async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
         execution_ready=execution_ready,
         paper_balances=settings.paper_balances,
         best_ask=app[LATEST_QUOTES].best_ask,
+        filters=filters,
     )
-    await intake.start()
-    yield
-    await intake.stop()
+    try:
+        await intake.start()
+        yield
+        await intake.stop()
+    finally:
+        await filters.close()
 
 
 async def _execution_ctx(app: web.Application) -> AsyncIterator[None]:

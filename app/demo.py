@@ -1,5 +1,6 @@
 """Offline demo: an in-process Binance emulator replaying real BTCUSDT quotes (and
-seeded random walks for other symbols), with the service pointed at it."""
+seeded random walks for other symbols), with the service pointed at it for market data
+and exchange info alike: nothing reaches Binance."""
 
 from __future__ import annotations
 
@@ -46,13 +47,21 @@ DEMO_DATABASE = Path("demo.db")
 the real Binance on the next `python -m app`."""
 
 
-def demo_settings(make_settings: Callable[..., Settings], upstream: str) -> Settings:
-    """The settings, pointed at the emulator, with the demo's own database unless
-    DATABASE_PATH is set (in the environment or .env)."""
-    settings = make_settings(binance_ws_url=upstream)
+def demo_settings(make_settings: Callable[..., Settings], emulator: BinanceEmulator) -> Settings:
+    """The settings, pointed at the emulator (its websocket and its exchangeInfo), with the
+    demo's own database unless DATABASE_PATH is set (in the environment or .env)."""
+    settings = make_settings(binance_ws_url=emulator.base_url, binance_rest_url=emulator.rest_url)
     if "database_path" not in settings.model_fields_set:
         settings = settings.model_copy(update={"database_path": DEMO_DATABASE})
     return settings
+
+
+def list_demo_symbols(emulator: BinanceEmulator, walks: Iterable[str]) -> None:
+    """BTCUSDT keeps Binance's real filters (its prices are real); a random walk's prices are
+    made up, so its symbol, and any other made-up one, is listed with permissive filters."""
+    emulator.list_every_symbol = True
+    for symbol in walks:
+        emulator.unlist_symbol(symbol.upper())
 
 
 async def _demo(
@@ -60,9 +69,11 @@ async def _demo(
 ) -> None:
     emulator = BinanceEmulator()
     base_url = await emulator.start()
+    walks = list(walks)
+    list_demo_symbols(emulator, walks)
     replays: list[asyncio.Task[None]] = []
     try:
-        settings = demo_settings(make_settings, base_url)
+        settings = demo_settings(make_settings, emulator)
         sockets = listen(settings.http_host, settings.http_port)
         configure_logging(settings.log_format, settings.log_level)
         kind = cast(Kind, settings.market_stream.value)

@@ -11,7 +11,7 @@ from aiohttp import web
 from app.execution.executor import Executor
 from app.execution.interest import MarketInterest
 from app.intake.service import IntakeService
-from app.ports import CommandQueue, EventBus, Limiter, MarketFeed, OrderStore
+from app.ports import CommandQueue, EventBus, ExchangeFilters, Limiter, MarketFeed, OrderStore
 from app.push.hub import PushHub
 from app.settings import Settings
 from app.tasks import TaskSupervisor
@@ -22,6 +22,7 @@ BUS = web.AppKey("bus", EventBus)
 COMMANDS = web.AppKey("commands", CommandQueue)
 LIMITER = web.AppKey("limiter", Limiter)
 FEED = web.AppKey("feed", MarketFeed)
+FILTERS = web.AppKey("exchange_filters", ExchangeFilters)
 MARKET = web.AppKey("market", MarketInterest)
 INTAKE = web.AppKey("intake", IntakeService)
 EXECUTOR = web.AppKey("executor", Executor)

@@ -1,21 +1,24 @@
 """The ports: what intake, execution and push need from the world, as small protocols.
 
 Each is implemented by adapters (`app/adapters/`): the store by SQLite and memory, the bus
-and the command queue in process, the market feed by the Binance client, the limiter in
-process. The composition root (`app.application`) picks them from settings and the role;
-a contract suite per port (`tests/contracts/`) runs against every adapter.
+and the command queue in process, the market feed by the Binance client, the exchange's
+filters by its exchangeInfo client, the limiter in process. The composition root
+(`app.application`) picks them from settings and the role; a contract suite per port
+(`tests/contracts/`) runs against every adapter.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from app.core.account import AssetBalance, OpeningBalances, OwnerDelta, PositionRow
 from app.core.commands import OrderCommand
 from app.core.domain import MarketState, OrderStatus
 from app.core.events import OrderEvent
+from app.core.filters import FilterFailure
 from app.core.order import Fill, Order
 
 # -- the store ---------------------------------------------------------------------------
@@ -135,6 +138,9 @@ class OrderStore(Protocol):
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Orders still open or partially filled (of one symbol, or all), oldest first."""
 
+    async def open_counts(self) -> dict[str, int]:
+        """How many orders each owner has open (open or partially filled)."""
+
     async def market_state(self, symbol: str) -> MarketState | None:
         """What `apply` last stored for the symbol, if anything."""
 
@@ -202,6 +208,25 @@ class Limiter(Protocol):
 
     async def reset_open(self, counts: Mapping[str, int]) -> None:
         """Start from these open-order counts (read from the store at start)."""
+
+
+class ExchangeFilters(Protocol):
+    """The exchange's rules for an order (Binance's symbol filters): intake asks before it
+    stores anything. None when an order may be taken, else why it may not."""
+
+    async def check_limit(self, symbol: str, price: Decimal, qty: Decimal) -> FilterFailure | None:
+        """The failure of a limit order of `qty` at `price`, or None (also when unchecked)."""
+
+    async def check_market(
+        self, symbol: str, qty: Decimal, best_price: Decimal | None
+    ) -> FilterFailure | None:
+        """The failure of a market order of `qty`, its notional valued at `best_price` (the
+        ask for a buy, the bid for a sell; None: not known), or None (also when unchecked)."""
+
+    def state(self) -> dict[str, Any]:
+        """For /readyz: {"exchange_info": "ok" | "unavailable" | "off", "unchecked_orders": n}."""
+
+    async def close(self) -> None: ...
 
 
 class MarketFeed(Protocol):

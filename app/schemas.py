@@ -366,6 +366,12 @@ class AccountResponse(BaseModel):
     positions: list[PositionView]
 
 
+class CancelledOrders(BaseModel):
+    """The answer of DELETE /orders: the orders it cancelled, with the fills they kept."""
+
+    cancelled: list[OrderView]
+
+
 class ErrorDetail(BaseModel):
     field: str
     message: str
@@ -392,3 +398,11 @@ class ListQuery(BaseModel):
         BeforeValidator(_cursor),
         WithJsonSchema({"type": "string", "pattern": rules.CURSOR_PATTERN}),
     ] = None
+
+
+class CancelAllQuery(BaseModel):
+    """The query of DELETE /orders: every open order of the owner, or of one symbol."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: Symbol | None = None

@@ -6,6 +6,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     order_timeout_seconds: float = Field(30.0, gt=0, le=86400)
     binance_ws_url: str = "wss://stream.binance.com:9443"
     market_stream: StreamKind = StreamKind.BOOK_TICKER
+    # Paper account (CONTRACT.md): Binance's symbol filters, read from its REST API.
+    binance_rest_url: str = "https://api.binance.com"
+    exchange_filters: Literal["on", "off"] = "on"
     log_format: Literal["console", "json"] = Field(
         default_factory=lambda: "console" if sys.stderr.isatty() else "json"
     )
@@ -85,6 +89,29 @@ class Settings(BaseSettings):
     def _paper_balances(cls, value: object) -> object:
         if isinstance(value, str):
             return parse_paper_balances(value)  # ValueError names the bad entry
+        return value
+
+    @field_validator("binance_rest_url")
+    @classmethod
+    def _rest_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://api.binance.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must be a base URL, without ?query or #fragment")
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"has an invalid port: {exc}") from None
+        return value.strip().rstrip("/")
+
+    @field_validator("exchange_filters", mode="before")
+    @classmethod
+    def _on_or_off(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value not in ("on", "off"):
+                raise ValueError("must be on or off")
         return value
 
     @field_validator("store_url")

@@ -1,5 +1,8 @@
 """A Binance emulator in its own process: prints its URL, then blasts frames on command.
 
+It also serves exchange info (`rest_url_of` its URL), every made-up symbol listed with
+permissive filters, so a service pointed at it checks orders without reaching Binance.
+
 stdin commands: `blast <stream> <count>` writes `count` pre-encoded bookTicker frames to
 every subscriber at once (far faster than any consumer reads them) and prints
 `done <seconds>`; `quote`, `wait` as below.
@@ -16,6 +19,7 @@ from app.emulator.server import BinanceEmulator
 
 async def main() -> None:
     emulator = BinanceEmulator()
+    emulator.list_every_symbol = True
     print(await emulator.start(), flush=True)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()

@@ -8,7 +8,8 @@ its HTTP layer and after its order service (`bench/intake_stages.py`), and the w
 service, `python -m app`, durable in SQLite before each 202. The service runs as deployed:
 LOG_LEVEL=info, JSON log lines (one `order.accepted` line per order) written to a file.
 Only the per-owner limits are off (RATE_LIMIT_PER_S=0, MAX_OPEN_ORDERS=0): one owner
-sends every request.
+sends every request. Orders are checked against exchange info (EXCHANGE_FILTERS=on, the
+default) read from an emulator in this process, never from Binance.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from app.emulator.server import BinanceEmulator
 from bench.__main__ import HERE, ROOT, Child, _load, _more_files, _wait_http
 from tests.service_process import free_port
 
@@ -59,7 +61,7 @@ async def _bare(seconds: float) -> dict[str, Any]:
 
 
 async def _service(
-    command: tuple[str, ...], folder: Path, seconds: float, log_level: str = "info"
+    command: tuple[str, ...], folder: Path, seconds: float, rest_url: str, log_level: str = "info"
 ) -> dict[str, Any]:
     """The service as `python -m app` runs it by default, its log lines going to a file."""
     port = free_port()
@@ -69,6 +71,7 @@ async def _service(
             "HTTP_PORT": str(port), "DATABASE_PATH": str(folder / "intake.db"),
             "LOG_LEVEL": log_level, "LOG_FORMAT": "json",
             "BINANCE_WS_URL": "ws://127.0.0.1:9",  # no market data needed: no fills
+            "BINANCE_REST_URL": rest_url,  # exchange info: the emulator's
             "RATE_LIMIT_PER_S": "0", "MAX_OPEN_ORDERS": "0",
         }  # fmt: skip
         process = await asyncio.create_subprocess_exec(
@@ -90,16 +93,24 @@ async def _service(
 async def intake_round(seconds: float) -> dict[str, Any]:
     """One round: bare, each cut stage, the whole service (default log level)."""
     round_: dict[str, Any] = {"bare": await _bare(seconds)}
-    for stage in ("http", "service"):
+    exchange = BinanceEmulator()  # exchange info only: BENCHUSDT listed, permissive
+    exchange.list_every_symbol = True
+    await exchange.start()
+    try:
+        for stage in ("http", "service"):
+            with tempfile.TemporaryDirectory() as folder:
+                round_[stage] = await _service(
+                    ("-m", "bench.intake_stages", stage), Path(folder), seconds, exchange.rest_url
+                )
         with tempfile.TemporaryDirectory() as folder:
-            round_[stage] = await _service(
-                ("-m", "bench.intake_stages", stage), Path(folder), seconds
+            round_["durable"] = await _service(
+                ("-m", "app"), Path(folder), seconds, exchange.rest_url
             )
-    with tempfile.TemporaryDirectory() as folder:
-        round_["durable"] = await _service(("-m", "app"), Path(folder), seconds)
-        database = Path(folder) / "intake.db"
-        with sqlite3.connect(database) as db:
-            round_["stored"] = db.execute("SELECT COUNT(*) FROM orders").fetchone()[0]
+            database = Path(folder) / "intake.db"
+            with sqlite3.connect(database) as db:
+                round_["stored"] = db.execute("SELECT COUNT(*) FROM orders").fetchone()[0]
+    finally:
+        await exchange.stop()
     round_["accepted"] = round_["durable"]["statuses"].get("202", 0)
     round_["ratio"] = round_["durable"]["rps"] / round_["bare"]["rps"]
     return round_

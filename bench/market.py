@@ -3,7 +3,7 @@
     python -m bench.market [frames]     # prints the rows, median of 3 runs each
 
 Rows: the bare aiohttp client (receive + orjson.loads per frame, the baseline), the bare
-picows client (the same over picows, the client stack the feed uses), the service at each
+picows client (the same over picows, when installed: measured against aiohttp for the feed), the service at each
 resting-order count (feed -> QuoteFanout -> executor and push hub, as `create_app` wires
 them; nothing can fill), and the hard case: 10,000 resting orders, some marketable at the
 touch while the touch repeats a level they already took (only the update id changes).
@@ -12,6 +12,7 @@ touch while the touch repeats a level they already took (only the update id chan
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+import structlog
 
 from app.__main__ import install_uvloop, tune_gc
 from app.adapters.binance.feed import BinanceFeed
@@ -66,7 +67,11 @@ class _Emulator:
         return asyncio.create_task(self.child.send(f"blast {STREAM} {frames} {mode}"))
 
 
-async def bare_aiohttp(emulator: _Emulator, frames: int) -> float:
+def _rates(frames: int, elapsed: float, cpu: float) -> dict[str, float]:
+    return {"ups": frames / elapsed, "cpu_us_per_update": cpu / frames * 1e6}
+
+
+async def bare_aiohttp(emulator: _Emulator, frames: int) -> dict[str, float]:
     """Frames per second from the first frame: receive + orjson.loads, nothing else."""
     async with (
         aiohttp.ClientSession() as session,
@@ -75,6 +80,7 @@ async def bare_aiohttp(emulator: _Emulator, frames: int) -> float:
         ) as ws,
     ):
         await emulator.subscribed()
+        cpu = time.process_time()
         blast = emulator.blast(frames, "quiet")
         count = 0
         started = 0.0
@@ -86,42 +92,50 @@ async def bare_aiohttp(emulator: _Emulator, frames: int) -> float:
             if count == frames:
                 break
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         await blast
-    return frames / elapsed
+    return _rates(frames, elapsed, cpu)
 
 
-class _CountingListener(WSListener):  # type: ignore[misc]
-    def __init__(self, frames: int) -> None:
-        self.frames = frames
-        self.count = 0
-        self.started = 0.0
-        self.done = asyncio.get_running_loop().create_future()
+async def bare_picows(emulator: _Emulator, frames: int) -> dict[str, float] | None:
+    """The same over picows (None: picows is not installed; `pip install picows`)."""
+    try:
+        from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+    except ImportError:
+        return None
+    loop = asyncio.get_running_loop()
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type != WSMsgType.TEXT:
-            return
-        if not self.count:
-            self.started = time.perf_counter()
-        orjson.loads(frame.get_payload_as_memoryview())
-        self.count += 1
-        if self.count == self.frames:
-            self.done.set_result(time.perf_counter() - self.started)
+    class CountingListener(WSListener):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.count = 0
+            self.started = 0.0
+            self.done: asyncio.Future[float] = loop.create_future()
 
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type != WSMsgType.TEXT:
+                return
+            if not self.count:
+                self.started = time.perf_counter()
+            orjson.loads(frame.get_payload_as_memoryview())
+            self.count += 1
+            if self.count == frames:
+                self.done.set_result(time.perf_counter() - self.started)
 
-async def bare_picows(emulator: _Emulator, frames: int) -> float:
-    """The same over picows."""
     transport, listener = await ws_connect(
-        lambda: _CountingListener(frames), f"{emulator.url}/stream?streams={STREAM}"
+        CountingListener, f"{emulator.url}/stream?streams={STREAM}"
     )
+    assert isinstance(listener, CountingListener)
     try:
         await emulator.subscribed()
+        cpu = time.process_time()
         blast = emulator.blast(frames, "quiet")
         elapsed = await listener.done
+        cpu = time.process_time() - cpu
         await blast
     finally:
         transport.disconnect()
         await transport.wait_disconnected()
-    return frames / elapsed
+    return _rates(frames, elapsed, cpu)
 
 
 async def service(emulator: _Emulator, frames: int, resting: int, mode: str) -> dict[str, float]:
@@ -168,50 +182,57 @@ async def service(emulator: _Emulator, frames: int, resting: int, mode: str) -> 
         await tasks.close()
         await feed.stop()
         await store.close()
-    return {"ups": frames / elapsed, "cpu_us_per_update": cpu / frames * 1e6, "fills": fills}
+    return {**_rates(frames, elapsed, cpu), "fills": fills}
 
 
 async def run_market(frames: int, resting_table: list[int]) -> dict[str, Any]:
-    """Every row RUNS times, interleaved with the bare client; medians and ratios.
+    """Every row RUNS times; each run of a row right after a run of the bare client.
 
-    Returns {"bare_aiohttp": ups, "bare_picows": ups, "service": {resting: row},
-    "hard_case": row}, each service row {"ups", "cpu_us_per_update", "ratio", "fills"};
-    "ratio" is to the bare aiohttp client's median.
+    Returns {"bare_aiohttp": row, "bare_picows": row or None, "service": {resting: row},
+    "hard_case": row}. Each row: "ups" (updates/s, median), "cpu_us_per_update" (median),
+    "ratio" (median over the runs of ups / the bare aiohttp client's ups in that run),
+    "cpu_ratio" (likewise, bare CPU µs per update / this row's), and "fills" for the
+    service rows. The machine may be shared: the per-run ratios are what to compare.
     """
     emulator = await _Emulator.start()
+    rows: dict[Any, list[dict[str, float]]] = {}
     try:
-        bare: list[float] = []
-        picows: list[float] = []
-        runs: dict[Any, list[dict[str, float]]] = {}
         for _ in range(RUNS):
-            bare.append(await bare_aiohttp(emulator, frames))
-            picows.append(await bare_picows(emulator, frames))
-            for resting in resting_table:  # sell limits 1000..1499, bids 50..56
-                runs.setdefault(resting, []).append(
-                    await service(emulator, frames, resting, "quiet")
-                )
-            runs.setdefault("hard", []).append(
-                await service(emulator, frames, HARD_CASE_RESTING, "touch")
-            )
+            measures: list[tuple[Any, Any]] = [
+                ("picows", lambda: bare_picows(emulator, frames)),
+                *(
+                    (resting, lambda r=resting: service(emulator, frames, r, "quiet"))
+                    for resting in resting_table  # sell limits 1000..1499, bids 50..56
+                ),
+                ("hard", lambda: service(emulator, frames, HARD_CASE_RESTING, "touch")),
+            ]
+            for name, measure in measures:
+                bare = await bare_aiohttp(emulator, frames)
+                result = await measure()
+                if result is None:
+                    continue
+                result["ratio"] = result["ups"] / bare["ups"]
+                result["cpu_ratio"] = bare["cpu_us_per_update"] / result["cpu_us_per_update"]
+                rows.setdefault("bare", []).append(bare)
+                rows.setdefault(name, []).append(result)
     finally:
         await emulator.child.stop()
-    bare_ups = statistics.median(bare)
 
-    def row(results: list[dict[str, float]]) -> dict[str, float]:
-        ups = statistics.median(r["ups"] for r in results)
-        return {
-            "ups": ups,
-            "ratio": ups / bare_ups,
-            "cpu_us_per_update": statistics.median(r["cpu_us_per_update"] for r in results),
-            "fills": max(r["fills"] for r in results),
-        }
+    def median(results: list[dict[str, float]]) -> dict[str, float]:
+        return {key: statistics.median(r[key] for r in results) for key in results[0]}
 
     return {
-        "bare_aiohttp": bare_ups,
-        "bare_picows": statistics.median(picows),
-        "service": {resting: row(runs[resting]) for resting in resting_table},
-        "hard_case": row(runs["hard"]),
+        "bare_aiohttp": median(rows["bare"]),
+        "bare_picows": median(rows["picows"]) if "picows" in rows else None,
+        "service": {resting: median(rows[resting]) for resting in resting_table},
+        "hard_case": median(rows["hard"]),
     }
+
+
+def _row(name: str, r: dict[str, float]) -> str:
+    ratio = f"**{r['ratio']:.2f}**" if "ratio" in r else "1.00"
+    cpu_ratio = f"{r['cpu_ratio']:.2f}" if "cpu_ratio" in r else "1.00"
+    return f"| {name} | {r['ups']:,.0f} | {r['cpu_us_per_update']:.2f} | {ratio} | {cpu_ratio} |"
 
 
 def main() -> None:
@@ -219,28 +240,23 @@ def main() -> None:
     table = [int(n) for n in sys.argv[2].split(",")] if len(sys.argv) > 2 else [
         100, 1_000, 10_000, 100_000,
     ]  # fmt: skip
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     install_uvloop(True)
     tune_gc()
     result = asyncio.run(run_market(frames, table))
-    bare = result["bare_aiohttp"]
-    print("| consumer | updates/s | CPU µs per update | ratio to bare aiohttp |")
-    print("| --- | --- | --- | --- |")
-    print(f"| bare aiohttp client (receive + orjson.loads) | {bare:,.0f} | | 1.00 |")
-    picows = result["bare_picows"]
-    print(
-        f"| bare picows client (receive + orjson.loads) | {picows:,.0f} | | {picows / bare:.2f} |"
-    )
+    print(f"{frames:,} bookTicker frames per run, median of {RUNS} runs")
+    print("| consumer | updates/s | CPU µs per update | ratio to bare aiohttp | CPU ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    print(_row("bare aiohttp client (receive + orjson.loads)", result["bare_aiohttp"]))
+    if result["bare_picows"] is not None:
+        print(_row("bare picows client (receive + orjson.loads)", result["bare_picows"]))
     for resting, r in result["service"].items():
-        print(
-            f"| service, {resting:,} resting orders | {r['ups']:,.0f} | "
-            f"{r['cpu_us_per_update']:.1f} | **{r['ratio']:.2f}** |"
-        )
-    r = result["hard_case"]
-    print(
-        f"| service, {HARD_CASE_RESTING:,} resting, touch repeats a taken level "
-        f"({r['fills']:.0f} fill) | {r['ups']:,.0f} | {r['cpu_us_per_update']:.1f} | "
-        f"**{r['ratio']:.2f}** |"
-    )
+        print(_row(f"service, {resting:,} resting orders", r))
+    hard = result["hard_case"]
+    print(_row(
+        f"service, {HARD_CASE_RESTING:,} resting, the touch repeating a level they took "
+        f"({hard['fills']:.0f} fill)", hard,
+    ))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from app.execution.worker import SymbolWorker
 from app.push.hub import PushHub
 from app.settings import Settings
 from bench.__main__ import HERE, Child
-from tests.service_process import free_port
+from tests.service_process import free_port, rest_url_of
 
 STAGES = ("worker", "commit start", "commit end", "hub", "writes start", "writes end")
 stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
@@ -94,6 +94,7 @@ async def main(clients: int, fills: int) -> None:
         port = free_port()
         settings = Settings.model_validate({
             "http_port": port, "database_path": Path(folder) / "push.db", "binance_ws_url": url,
+            "binance_rest_url": rest_url_of(url),
             "rate_limit_per_s": 0, "ws_max_connections_per_owner": clients + 10,
         })  # fmt: skip
         runner = web.AppRunner(create_app(settings))

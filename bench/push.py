@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 
 from bench.__main__ import HERE, Child, _wait_http
-from tests.service_process import free_port
+from tests.service_process import free_port, rest_url_of
 
 SYMBOL = "PUSHUSDT"
 STREAM = "pushusdt@bookTicker"
@@ -62,6 +62,7 @@ async def fill_to_push(
         service = await Child.start("-m", "app", env={
             "HTTP_PORT": str(port), "DATABASE_PATH": str(Path(folder) / "push.db"),
             "LOG_LEVEL": "error", "LOG_FORMAT": "json", "BINANCE_WS_URL": emulator_url,
+            "BINANCE_REST_URL": rest_url_of(emulator_url),
             "RATE_LIMIT_PER_S": "0", "WS_MAX_CONNECTIONS_PER_OWNER": str(clients + 10),
         })  # fmt: skip
         watchers: list[Child] = []

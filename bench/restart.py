@@ -26,7 +26,7 @@ import aiohttp
 from app.adapters.migrations import migrate
 from app.clock import now_us
 from app.emulator.server import BinanceEmulator
-from tests.service_process import free_port
+from tests.service_process import free_port, rest_url_of
 
 SYMBOLS = 20
 LEDGER_LEVELS = 50  # taken quantities per side and symbol
@@ -83,6 +83,7 @@ async def _time_to_ready(database: Path, upstream: str, open_orders: int) -> flo
         "HTTP_PORT": str(port),
         "DATABASE_PATH": str(database),
         "BINANCE_WS_URL": upstream,
+        "BINANCE_REST_URL": rest_url_of(upstream),
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "warning",
     }

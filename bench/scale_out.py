@@ -92,6 +92,7 @@ async def _start_setup(
     common = {
         "LOG_LEVEL": "error", "RATE_LIMIT_PER_S": "0", "MAX_OPEN_ORDERS": "0",
         "UNSUBSCRIBE_DELAY_S": "30", "ORDER_TIMEOUT_SECONDS": "600",
+        "EXCHANGE_FILTERS": "on",  # checked against the emulator's exchange info, as deployed
     }  # fmt: skip
     if not apis:
         service = ServiceProcess(
@@ -169,6 +170,7 @@ async def run(quick: bool) -> list[dict[str, Any]]:
     symbols, per_symbol = (8, 20) if quick else (16, 50)
     rows = []
     emulator = BinanceEmulator()
+    emulator.list_every_symbol = True  # the bench's made-up symbols pass the filter checks
     upstream = await emulator.start()
     try:
         async with engines() as (store_url, bus_url):

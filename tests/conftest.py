@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from app.application import create_app
 from app.core.events import OrderEvent
+from app.emulator.exchange_info import split_symbol, symbol_entry
 from app.emulator.server import BinanceEmulator
 from app.keys import BUS
 from app.logs import configure_logging
@@ -32,12 +33,46 @@ async def emulator() -> AsyncIterator[BinanceEmulator]:
     await emu.stop()
 
 
+def unrestricted_entry(symbol: str) -> dict[str, Any]:
+    """A TRADING symbols[] entry with no filter at all: any price and size passes."""
+    base, quote = split_symbol(symbol)
+    entry = symbol_entry(symbol, base, quote)
+    entry["filters"] = []
+    return entry
+
+
+class EverySymbolListed(dict[str, dict[str, Any]]):
+    """The emulator's exchange_symbols with every symbol listed: a registered entry as
+    given, any other with no filter at all (`unrestricted_entry`)."""
+
+    def __contains__(self, symbol: object) -> bool:
+        return True
+
+    def get(self, symbol: str, default: Any = None) -> dict[str, Any]:  # type: ignore[override]
+        entry = super().get(symbol)
+        return entry if entry is not None else unrestricted_entry(symbol)
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path, emulator: BinanceEmulator) -> Callable[..., Settings]:
+def exchange(emulator: BinanceEmulator) -> BinanceEmulator:
+    """The emulator's exchange info as the service's tests want it: every symbol listed,
+    made-up ones too, with no filter, so that what a test orders (a tiny LTCBTC order, a
+    price with 18 decimals) is not refused by Binance's rules. Tests of those rules list
+    real entries again (tests/test_exchange_filters.py)."""
+    emulator.exchange_symbols = EverySymbolListed()
+    return emulator
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, exchange: BinanceEmulator) -> Callable[..., Settings]:
+    """Settings for an app pointed at the emulator, for market data and exchange info:
+    nothing a test starts reaches Binance."""
+
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "database_path": tmp_path / "orders.db",
-            "binance_ws_url": emulator.base_url,
+            "binance_ws_url": exchange.base_url,
+            "binance_rest_url": exchange.rest_url,
             "log_format": "console",
             "log_level": "warning",
             "unsubscribe_delay_s": 1.0,

@@ -5,7 +5,8 @@ Standard library only, so CI can point it at a plain (non-editable) install in a
     .venv/bin/python -m tests.installed_smoke /tmp/venv/bin/trade-executor
 
 It runs the command in an empty temporary directory (nothing of the repository around it),
-with a free port, a throwaway database and a market-data URL nobody listens on.
+with a free port, a throwaway database, and market-data and exchange-info URLs nobody
+listens on (nothing reaches Binance).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def check(command: Sequence[str], extra_env: Mapping[str, str] | None = None) ->
             HTTP_PORT=str(port),
             DATABASE_PATH=os.path.join(workdir, "smoke.db"),
             BINANCE_WS_URL=f"ws://127.0.0.1:{_free_port()}",
+            BINANCE_REST_URL=f"http://127.0.0.1:{_free_port()}",
             LOG_FORMAT="json",
             LOG_LEVEL="error",
             **(extra_env or {}),

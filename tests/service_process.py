@@ -20,7 +20,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def rest_url_of(upstream: str) -> str:
+    """The emulator's REST base for its websocket base: it serves both on one port."""
+    return "http" + upstream.removeprefix("ws") if upstream.startswith("ws") else upstream
+
+
 class ServiceProcess:
+    """`python -m app` against the emulator at `upstream`, for market data and exchange
+    info alike (never Binance). EXCHANGE_FILTERS is off unless `env` turns it on: the
+    `emulator` fixture lists symbols as Binance does, and these tests use made-up ones."""
+
     def __init__(
         self, database: Path, upstream: str, *, log_path: Path | None = None, **env: str
     ) -> None:
@@ -33,6 +42,8 @@ class ServiceProcess:
             "HTTP_PORT": str(self.port),
             "DATABASE_PATH": str(database),
             "BINANCE_WS_URL": upstream,
+            "BINANCE_REST_URL": rest_url_of(upstream),
+            "EXCHANGE_FILTERS": "off",
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "warning",
             "UNSUBSCRIBE_DELAY_S": "0.2",

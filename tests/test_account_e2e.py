@@ -35,9 +35,18 @@ WORKED_EXAMPLE = {
 }  # fmt: skip
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_settings(request: pytest.FixtureRequest) -> dict[str, str]:
+    """SQLite, or a fresh PostgreSQL database on the session's server (skipped without)."""
+    if request.param == "postgresql":
+        return {"store_url": request.getfixturevalue("postgres_store_url")}
+    return {}
+
+
 @pytest.fixture
-async def paper(start_app: Start) -> TestClient:  # type: ignore[type-arg]
-    return await start_app(paper_balances="USDT:10000")
+async def paper(start_app: Start, store_settings: dict[str, str]) -> TestClient:  # type: ignore[type-arg]
+    """The service with PAPER_BALANCES=USDT:10000."""
+    return await start_app(paper_balances="USDT:10000", **store_settings)
 
 
 @pytest.fixture
@@ -173,6 +182,22 @@ async def test_fills_move_balances_and_the_position_and_both_are_pushed(
         assert frees == sorted(frees, key=float)
 
 
+async def test_the_account_channel_from_the_query_string_and_unsubscribing(
+    paper: TestClient,  # type: ignore[type-arg]
+) -> None:
+    async with paper.ws_connect("/ws?channel=account") as ws:
+        assert await ws.receive_json() == {"type": "subscribed", "channel": "account"}
+        assert balances(await ws.receive_json()) == {"USDT": ("10000", "0")}
+        await ws.send_json({"op": "unsubscribe", "channel": "account"})
+        assert await ws.receive_json() == {"type": "unsubscribed", "channel": "account"}
+        await place(paper, symbol="BTCUSDT", side="buy", order_size="0.1", price="100")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.receive_json(), 0.3)  # no longer pushed
+        await ws.send_json({"op": "subscribe", "channel": "account", "symbol": "X"})
+        error = await ws.receive_json()
+        assert error["type"] == "error" and '"symbol" is not expected' in error["message"]
+
+
 async def test_only_the_owners_own_account_is_pushed(start_app: Start) -> None:
     client = await start_app(paper_balances="USDT:100", api_tokens="alice:ta,bob:tb")
     assert (await client.get("/account")).status == 401  # a token, like /order*
@@ -195,9 +220,9 @@ async def test_only_the_owners_own_account_is_pushed(start_app: Start) -> None:
 
 
 async def test_balances_and_positions_persist_across_a_restart(
-    start_app: Start, emulator: BinanceEmulator
+    start_app: Start, emulator: BinanceEmulator, store_settings: dict[str, str]
 ) -> None:
-    client = await start_app(paper_balances="USDT:10000")
+    client = await start_app(paper_balances="USDT:10000", **store_settings)
     events = EventLog(client.app)
     buy = await place(client, symbol="BTCUSDT", side="buy", order_size="0.2", price="30000")
     await emulator.wait_subscribed(stream("BTCUSDT"))
@@ -208,7 +233,7 @@ async def test_balances_and_positions_persist_across_a_restart(
     assert balances(before) == {"BTC": ("0.0999", "0"), "USDT": ("4050", "3000")}
     await client.close()
 
-    again = await start_app(paper_balances="USDT:10000")
+    again = await start_app(paper_balances="USDT:10000", **store_settings)
     after = await account(again)
     for position in (*before["positions"], *after["positions"]):
         position.pop("unrealized_pnl")  # a quote this process has not seen yet

@@ -536,6 +536,19 @@ PROMTOOL_CASES: list[dict[str, Any]] = [
             _firing("ExecutorMissing", "10m", severity="critical"),  # some are there
         ],
     },
+    {  # exchange info unreadable for a while on one api process, briefly on another
+        "interval": "1m",
+        "input_series": [
+            _series("executor_exchange_info_available", "0x15", job="executor", instance="out"),
+            _series(
+                "executor_exchange_info_available", "1 0 0 1x12", job="executor", instance="blip"
+            ),
+        ],
+        "alert_rule_test": [
+            _firing("ExecutorExchangeInfoUnavailable", "5m", severity="warning"),
+            _firing("ExecutorExchangeInfoUnavailable", "12m", "out", severity="warning"),
+        ],
+    },
     {  # nothing executes at all
         "interval": "1m",
         "input_series": [_series("executor_open_orders", "0x10", job="api", instance="a")],

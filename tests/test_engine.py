@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from app.core.decimals import fmt
-from app.core.domain import BookUpdate, Execution, Side, TimeInForce
+from app.core.domain import BookTicker, BookUpdate, Execution, Side, TimeInForce
 from app.core.matching import RestingOrder, SymbolMatcher, engine_limit
 
 D = Decimal
@@ -758,3 +758,15 @@ def test_a_removed_waiting_order_does_not_end_at_the_next_quote() -> None:
     assert m.remove("ioc") is not None
     m.apply(ticker(1, FAR_BID, ("10", "5")))
     assert m.drain_ended() == []
+
+
+def test_a_quiet_ticker_is_not_taken_at_once_while_an_ioc_waits_for_its_quote() -> None:
+    m = SymbolMatcher("X")
+    m.add(order("gtt", "sell", "50", "1"), now=0)
+    quiet = BookTicker("X", 1, ("5", "3", "100", "1"), 0.0)  # nobody could take it
+    assert m.take_if_stale_or_quiet(quiet) is True  # only its update id and quote: taken
+    m.forget_quote()
+    m.add(tif_order("ioc", "sell", "10", "5", "IOC"), now=0)
+    assert m.take_if_stale_or_quiet(BookTicker("X", 2, ("5", "3", "100", "1"), 0.0)) is None
+    assert m.apply(BookTicker("X", 2, ("5", "3", "100", "1"), 0.0)) == []
+    assert m.drain_ended() == ["ioc"] and "gtt" in m

@@ -106,8 +106,18 @@ def _state(matcher: SymbolMatcher) -> tuple:
     return (matcher.ledger("asks"), matcher.ledger("bids"), matcher.last_update_id, resting)
 
 
+def _from_frame(update_id: int, texts: tuple[str, ...], at: float) -> BookTicker:
+    """The ticker as the feed makes it from a frame: its texts still in the frame."""
+    bid, bid_qty, ask, ask_qty = texts
+    data = {"u": update_id, "s": "X", "b": bid, "B": bid_qty, "a": ask, "A": ask_qty}
+    ticker = parse_frame(orjson.dumps({"stream": "x@bookTicker", "data": data}), at)
+    assert type(ticker) is BookTicker and ticker.frame is not None
+    return ticker
+
+
 def _run_both(steps: list[tuple]) -> list[tuple]:
-    fast, exact = SymbolMatcher("X"), SymbolMatcher("X")
+    """The scripts through three matchers: tickers as texts, as frames, and exact."""
+    fast, framed, exact = SymbolMatcher("X"), SymbolMatcher("X"), SymbolMatcher("X")
     seen = []
     for step in steps:
         if step[0] == "add":
@@ -116,26 +126,28 @@ def _run_both(steps: list[tuple]) -> list[tuple]:
                 m.add(RestingOrder(order_id, side, limit, size, expires, *tif), now=now)
                 if order_id not in m
                 else None
-                for m in (fast, exact)
+                for m in (fast, framed, exact)
             ]
         elif step[0] == "ticker":
             _, update_id, texts, at = step
             results = [
                 fast.apply(BookTicker("X", update_id, texts, at)),
+                framed.apply(_from_frame(update_id, texts, at)),
                 exact.apply(_exact("X", update_id, texts, at)),
             ]
         elif step[0] == "remove":
             results = [
                 None if (order := m.remove(step[1])) is None else order.order_id
-                for m in (fast, exact)
+                for m in (fast, framed, exact)
             ]
         else:
-            fast.forget_quote()
-            exact.forget_quote()
-            results = [None, None]
-        assert results[0] == results[1], step
-        assert _state(fast) == _state(exact), step
-        assert fast.drain_ended() == exact.drain_ended(), step  # the same IOC/FOK ends
+            for m in (fast, framed, exact):
+                m.forget_quote()
+            results = [None, None, None]
+        assert results[0] == results[1] == results[2], step
+        assert _state(fast) == _state(framed) == _state(exact), step
+        ended = exact.drain_ended()  # the same IOC/FOK ends on every path
+        assert fast.drain_ended() == framed.drain_ended() == ended, step
         seen.append(results[0])
     return seen
 
@@ -247,7 +259,9 @@ def test_a_compact_ticker_frame_parses_as_the_general_path_parses_it(
             outcomes.append(type(exc).__name__)
         else:
             assert isinstance(update, BookUpdate)
+            texts = update.texts if isinstance(update, BookTicker) else None
             outcomes.append(
-                (update.symbol, update.update_id, update.bids, update.asks, update.full_depth)
-            )
+                (update.symbol, update.update_id, update.bids, update.asks, update.full_depth,
+                 texts)
+            )  # fmt: skip
     assert outcomes[0] == outcomes[1]

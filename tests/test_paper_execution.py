@@ -3,6 +3,7 @@ that meets its quote ends in the same commit as that quote's fills, pushed after
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from app.adapters.memory_store import MemoryStore
 from app.adapters.sqlite_store import SqliteStore
-from app.core.domain import MarketState, OrderStatus
+from app.core.domain import BookTicker, MarketState, OrderStatus
 from app.core.events import OrderEvent
 from app.ports import Fence, OrderChange
 from app.schemas import MarketOrderRequest
@@ -109,3 +110,16 @@ async def test_an_ioc_waiting_at_a_restart_meets_the_first_quote_after_it(
             await after.stop()
     finally:
         await store.close()
+
+
+async def test_a_waiting_ioc_ends_on_a_ticker_that_fills_nothing(harness: Harness) -> None:
+    """A ticker that fills nothing may be applied without the batch loop (a waiting worker
+    takes it at once); an IOC waiting for its first quote must still end on it."""
+    resting = await harness.submit(order_size="1", price="50")
+    order = await harness.submit(order_size="5", price="10", time_in_force="IOC")
+    harness.executor.on_update(BookTicker("LTCBTC", 1, ("5", "3", "100", "1"), time.time()))
+    expired = await harness.event(order.order_id, "expired")
+    assert expired.order.reason == "expired: IOC: the quote did not fill the rest of the order"
+    assert expired.order.filled_qty == 0
+    stored = await harness.store.get(resting.order_id)
+    assert stored is not None and stored.status is OrderStatus.OPEN

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from app.core.domain import StreamKind
+from app.emulator.exchange_info import default_exchange_symbols
 from app.emulator.server import BinanceEmulator
 from app.keys import SETTINGS
 from tests.conftest import EventLog
@@ -283,3 +284,25 @@ async def test_the_websocket_pushes_the_fill_with_its_fee_then_the_expiry(
     expired = messages[2]["order"]
     assert expired["price"] is None and expired["time_in_force"] == "IOC"
     assert expired["status"] == "expired" and expired["filled_qty"] == "1.5"
+
+
+async def test_a_market_order_gets_the_market_filters(
+    client: TestClient,  # type: ignore[type-arg]
+    exchange: BinanceEmulator,
+) -> None:
+    exchange.exchange_symbols = default_exchange_symbols()  # as Binance lists them
+    exchange.list_every_symbol = False
+    body = {"symbol": "BTCUSDT", "side": "buy"}
+    refused = await client.post("/order/market", json={**body, "order_size": "0.000015"})
+    assert refused.status == 422
+    error = (await refused.json())["error"]
+    assert error["code"] == "filter_failure" and error["message"].startswith("LOT_SIZE: ")
+    unknown = await client.post(
+        "/order/market", json={"symbol": "NOSUCHCOIN", "side": "sell", "order_size": "1"}
+    )
+    assert unknown.status == 422
+    assert (await unknown.json())["error"]["code"] == "unknown_symbol"
+    accepted = await client.post("/order/market", json={**body, "order_size": "0.00002"})
+    assert accepted.status == 202  # notional: no best price at intake, not checked there
+    listed = await (await client.get("/orders")).json()
+    assert [o["order_size"] for o in listed["orders"]] == ["0.00002"]

@@ -434,16 +434,18 @@ class SqliteStore:
     # -- reads --------------------------------------------------------------------------
 
     async def _one(self, where: str, params: tuple[Any, ...], with_fills: bool) -> Order | None:
+        # Run and read to the end in one call on the reader's thread: a statement left open
+        # between `execute` and `fetch*` while other reads interleave keeps the connection's
+        # read transaction, and its snapshot, alive, so a busy reader (many cancels waiting
+        # at once) would go on seeing the store as it was before their commits.
         if not with_fills:
-            async with self._reader.execute(
+            rows = await self._reader.execute_fetchall(
                 f"SELECT {ORDER_COLUMNS} FROM orders WHERE {where}", params
-            ) as cursor:
-                row = await cursor.fetchone()
+            )
+            row = next(iter(rows), None)
             return None if row is None else order_from_row(row)
         query = ORDER_WITH_FILLS.format(where=where)
-        async with self._reader.execute(query, params) as cursor:
-            rows = await cursor.fetchall()
-        return order_with_fills(list(rows))
+        return order_with_fills(list(await self._reader.execute_fetchall(query, params)))
 
     async def get(self, order_id: str, *, with_fills: bool = True) -> Order | None:
         return await self._one("o.order_id = ?", (order_id,), with_fills)
@@ -463,8 +465,7 @@ class SqliteStore:
         cursor: int | None,
     ) -> OrderPage:
         query, params = list_query(owner, status, symbol, limit, cursor, lambda n: "?")
-        async with self._reader.execute(query, params) as db_cursor:
-            rows = list(await db_cursor.fetchall())
+        rows = list(await self._reader.execute_fetchall(query, params))  # as in `_one`
         return OrderPage(*page_of(rows, limit))
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 
 class Side(enum.StrEnum):
@@ -84,28 +86,43 @@ class BookTicker(BookUpdate):
     """A bookTicker update kept as the frame's text: its Decimals are made on first read.
 
     Most tickers can fill nothing, and the matcher decides that from the text
-    (`SymbolMatcher.apply`), so they never pay for four Decimals. Reading `bids` or `asks`
-    decodes both once (what BookUpdate holds, exactly). The texts must already be
-    validated as the parser does: plain decimals within the contract's bounds.
+    (`SymbolMatcher.take_if_stale_or_quiet`), so they never pay for four Decimals. Reading `bids`
+    or `asks` decodes both once (what BookUpdate holds, exactly). The texts must already
+    be validated as the parser does: plain decimals within the contract's bounds.
+
+    The feed's parser builds it straight from its regex match (`frame`), without taking
+    the texts out: `texts` is then made on first read. Such a match has, as ASCII bytes,
+    group FRAME_QUOTE the whole "b".."A" part of the frame (equal parts: equal texts),
+    groups FRAME_BID/FRAME_ASK the best bid/ask and FRAME_TEXTS the four texts in order.
     """
 
-    __slots__ = ("texts",)
+    __slots__ = ("frame", "texts")
+    full_depth = False  # a ticker never is; a class value: one store less per frame
 
     def __init__(
         self,
         symbol: str,
         update_id: int,
-        texts: tuple[str, str, str, str],  # best bid, its quantity, best ask, its quantity
+        texts: tuple[str, str, str, str] | None,  # bid, its quantity, ask, its quantity
         received_at: float,
+        frame: re.Match[bytes] | None = None,
     ) -> None:
         self.symbol = symbol
         self.update_id = update_id
-        self.texts = texts
         self.received_at = received_at
-        self.full_depth = False
+        self.frame = frame
+        if texts is not None:
+            self.texts = texts
 
-    def __getattr__(self, name: str) -> tuple[Level, ...]:
-        # Only reached while `bids`/`asks` are unset (the first read).
+    def __getattr__(self, name: str) -> Any:
+        # Only reached while `texts`, `bids` or `asks` are unset (their first read).
+        if name == "texts":
+            frame = self.frame
+            if frame is None:
+                raise AttributeError(name)
+            bid, bid_qty, ask, ask_qty = frame.group(*FRAME_TEXTS)
+            self.texts = (bid.decode(), bid_qty.decode(), ask.decode(), ask_qty.decode())
+            return self.texts
         if name != "bids" and name != "asks":
             raise AttributeError(name)
         bid_text, bid_qty_text, ask_text, ask_qty_text = self.texts
@@ -114,6 +131,12 @@ class BookTicker(BookUpdate):
         self.bids = ((bid, Decimal(bid_qty_text)),) if bid else ()
         self.asks = ((ask, Decimal(ask_qty_text)),) if ask else ()
         return self.bids if name == "bids" else self.asks
+
+
+FRAME_QUOTE = 3
+FRAME_BID = 4
+FRAME_ASK = 6
+FRAME_TEXTS = (4, 5, 6, 7)
 
 
 @dataclass(frozen=True, slots=True)

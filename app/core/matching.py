@@ -31,6 +31,7 @@ ticker takes the exact way (it must end them whatever it fills).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -38,6 +39,9 @@ from sortedcontainers import SortedDict
 
 from app.core.decimals import EXACT, ZERO
 from app.core.domain import (
+    FRAME_ASK,
+    FRAME_BID,
+    FRAME_QUOTE,
     BookTicker,
     BookUpdate,
     Execution,
@@ -86,25 +90,20 @@ class RestingOrder:
 class _Ledger:
     """Quantity already taken per price on one side of the upstream book (rule 3)."""
 
-    __slots__ = ("_inner_float", "_is_ask", "_taken")
+    __slots__ = ("_is_ask", "_taken")
 
     def __init__(self, is_ask: bool) -> None:
         self._taken: SortedDict = SortedDict()
         self._is_ask = is_ask
-        # float() of the entry nearest the book's inside (the lowest ask, the highest bid),
-        # cached; None: not known (recomputed after any change).
-        self._inner_float: float | None = None
 
-    def untouched_by(self, price: float) -> bool:
-        """Whether a ticker level at `price` (as float) certainly leaves this ledger as it
-        is: every entry lies strictly behind it (no traded-through price, none shown)."""
+    def inner_float(self) -> float:
+        """float() of the entry nearest the inside of the book (the lowest ask, the highest
+        bid); with no entry, the infinity no price passes. A ticker level strictly on the
+        outer side of it (ask below it, bid above it) leaves this ledger as it is."""
         taken = self._taken
         if not taken:
-            return True
-        inner = self._inner_float
-        if inner is None:
-            inner = self._inner_float = float(taken.peekitem(0 if self._is_ask else -1)[0])
-        return price < inner if self._is_ask else price > inner
+            return math.inf if self._is_ask else -math.inf
+        return float(taken.peekitem(0 if self._is_ask else -1)[0])
 
     def __len__(self) -> int:
         return len(self._taken)
@@ -114,14 +113,12 @@ class _Ledger:
 
     def load(self, entries: tuple[Level, ...]) -> None:
         self._taken = SortedDict((price, taken) for price, taken in entries if taken > 0)
-        self._inner_float = None
 
     def reconcile(self, levels: tuple[Level, ...], full_depth: bool) -> list[Decimal]:
         """Forget traded-through prices, clamp shown ones; return what each level offers."""
         taken = self._taken
         if not taken:  # the usual case: nothing taken anywhere, every level offers all
             return [qty for _, qty in levels]
-        self._inner_float = None
         if levels:
             best = levels[0][0]
             worst = levels[-1][0]
@@ -152,25 +149,23 @@ class _Ledger:
 
     def add(self, price: Decimal, qty: Decimal) -> None:
         self._taken[price] = EXACT.add(self._taken.get(price, ZERO), qty)
-        self._inner_float = None
 
 
 class _OrderSide:
     """Resting orders of one side, bucketed by limit price, best limit first."""
 
-    __slots__ = ("_best", "_best_float", "_buckets", "side")
+    __slots__ = ("_best", "_buckets", "side")
 
     def __init__(self, side: Side) -> None:
         self.side = side
         self._buckets: SortedDict = SortedDict()
         self._best: Decimal | None = None  # cached: read on every update
-        self._best_float: float | None = None  # float(best limit), cached likewise
 
     def add(self, order: RestingOrder) -> None:
         bucket = self._buckets.get(order.limit)
         if bucket is None:
             bucket = self._buckets[order.limit] = {}
-            self._best = self._best_float = None
+            self._best = None
         bucket[order.order_id] = order
 
     def remove(self, order: RestingOrder) -> None:
@@ -178,7 +173,7 @@ class _OrderSide:
         del bucket[order.order_id]
         if not bucket:
             del self._buckets[order.limit]
-            self._best = self._best_float = None
+            self._best = None
 
     def can_take(self, price: Decimal) -> bool:
         """Whether the best resting limit accepts a level at `price`."""
@@ -189,17 +184,12 @@ class _OrderSide:
             best = self._best = self._buckets.peekitem(-1 if self.side is Side.BUY else 0)[0]
         return _acceptable(self.side, price, best)
 
-    def certainly_refuses(self, price: float) -> bool:
-        """Whether no resting limit accepts a ticker level at `price` (as float), decided
-        exactly: True only when the float comparison is strict (see the module doc)."""
-        best = self._best_float
-        if best is None:
-            if not self._buckets:
-                return True
-            best = self._best_float = float(
-                self._buckets.peekitem(-1 if self.side is Side.BUY else 0)[0]
-            )
-        return price > best if self.side is Side.BUY else price < best
+    def best_float(self) -> float:
+        """float() of the best limit; with no order, the infinity every price passes. A
+        level strictly past it (an ask above it, a bid below it) no order accepts."""
+        if not self._buckets:
+            return -math.inf if self.side is Side.BUY else math.inf
+        return float(self._buckets.peekitem(-1 if self.side is Side.BUY else 0)[0])
 
     def buckets_best_first(self) -> Iterator[tuple[Decimal, dict[str, RestingOrder]]]:
         keys = self._buckets.irange(reverse=self.side is Side.BUY)
@@ -245,8 +235,13 @@ class SymbolMatcher:
         self._sellers = (self._sides[Side.SELL], self._ledgers[Side.SELL])
         # The texts of the last applied ticker, if after it every acceptable offer was
         # exhausted or no order could take it (None: not known to be so).
-        self._settled: tuple[str, str, str, str] | None = None
+        # (Its frame's quote part, if it came as a frame: equal parts, equal texts.)
+        self._settled: object = None
         self._skipped_expired = False  # an apply passed an order over (rule 7)
+        # Where a ticker certainly fills nothing and changes no ledger, as floats:
+        # (ask above, ask below, bid above, bid below), strictly. None: to be worked out
+        # again (after anything that may move a best limit or a ledger).
+        self._quiet: tuple[float, float, float, float] | None = None
 
     def __len__(self) -> int:
         return len(self._orders)
@@ -280,7 +275,7 @@ class SymbolMatcher:
         if self._orders or self._quote is not None:
             raise ValueError("restore() is only for a matcher that has not started")
         self.last_update_id = state.last_update_id
-        self._settled = None
+        self._settled = self._quiet = None
         self._ledgers[Side.BUY].load(state.asks)
         self._ledgers[Side.SELL].load(state.bids)
 
@@ -304,6 +299,7 @@ class SymbolMatcher:
             raise ValueError(f"order {order.order_id} is already resting")
         if order.remaining <= 0:
             raise ValueError(f"order {order.order_id} has nothing left to fill")
+        self._quiet = None  # the orders or (taking at once) the ledger change
         quote = self._quote
         if order.tif is not GTT:
             if quote is None:
@@ -354,15 +350,13 @@ class SymbolMatcher:
         """Apply one upstream update; None if it is stale (rule 1) and was skipped."""
         if self.last_update_id is not None and update.update_id <= self.last_update_id:
             return None
+        if type(update) is BookTicker and self.take_if_stale_or_quiet(update):
+            return []
         self.last_update_id = update.update_id
         self._quote = update
-        if type(update) is BookTicker and not self._awaiting:
-            texts = update.texts
-            if texts == self._settled or self._changes_nothing(texts):
-                self._settled = texts
-                return []
         executions: list[Execution] = []
         self._skipped_expired = False
+        self._quiet = None
         for (orders, ledger), levels in ((self._buyers, update.asks), (self._sellers, update.bids)):
             offers = ledger.reconcile(levels, update.full_depth)
             # The common case, nothing can fill, costs one look at the best limit.
@@ -373,23 +367,64 @@ class SymbolMatcher:
                 self.ended.append(order.order_id)
                 self._drop(order)
         settled = type(update) is BookTicker and not self._skipped_expired
-        self._settled = update.texts if settled else None  # type: ignore[attr-defined]
+        if not settled:
+            self._settled = None
+        else:  # the key take_if_stale_or_quiet compares: the frame's quote, or the texts
+            frame = update.frame  # type: ignore[attr-defined]
+            self._settled = update.texts if frame is None else frame[FRAME_QUOTE]  # type: ignore[attr-defined]
         return executions
 
-    def _changes_nothing(self, texts: tuple[str, str, str, str]) -> bool:
-        """Whether applying this ticker certainly fills nothing and changes no ledger,
-        decided from its text (exact: see the module doc). False means "maybe"."""
-        ask = float(texts[2])
-        if ask:  # price 0: no ask at all
-            orders, ledger = self._buyers
-            if not (orders.certainly_refuses(ask) and ledger.untouched_by(ask)):
-                return False
-        bid = float(texts[0])
-        if bid:
-            orders, ledger = self._sellers
-            if not (orders.certainly_refuses(bid) and ledger.untouched_by(bid)):
-                return False
+    def take_if_stale_or_quiet(self, update: BookTicker) -> bool | None:
+        """Skip a stale ticker (rule 1: False), or apply a fresh one if it certainly fills
+        nothing and changes no ledger (then applying it is only taking its update id and
+        quote: True); None, having changed nothing, if that is not certain. One call for
+        the quote path's usual case (SymbolWorker.submit)."""
+        last = self.last_update_id
+        if last is not None and update.update_id <= last:
+            return False
+        if self._awaiting:
+            return None  # an IOC/FOK waits for this quote: it must end them (exactly)
+        frame = update.frame
+        if frame is not None:  # straight from the feed: the frame's text, no str made
+            key: object = frame[FRAME_QUOTE]
+            if key != self._settled:
+                quiet = self._quiet or self._quiet_band()  # as _in_quiet_band, inline: hot
+                ask, bid = float(frame[FRAME_ASK]), float(frame[FRAME_BID])
+                if not (
+                    (quiet[0] < ask < quiet[1] or not ask)
+                    and (quiet[2] < bid < quiet[3] or not bid)
+                ):
+                    return None
+                self._settled = key
+        else:
+            texts = update.texts
+            if texts != self._settled:
+                if not self._in_quiet_band(float(texts[2]), float(texts[0])):
+                    return None
+                self._settled = texts
+        self.last_update_id = update.update_id
+        self._quote = update
         return True
+
+    def _in_quiet_band(self, ask: float, bid: float) -> bool:
+        quiet = self._quiet or self._quiet_band()
+        # Price 0 is an empty side: nothing to fill, nothing to reconcile.
+        return (quiet[0] < ask < quiet[1] or not ask) and (quiet[2] < bid < quiet[3] or not bid)
+
+    def _quiet_band(self) -> tuple[float, float, float, float]:
+        """Where a ticker's best ask and bid, as floats, certainly fill nothing and leave
+        both ledgers as they are (the module doc: strict float comparisons are exact).
+
+        An ask strictly above the best buy limit no buyer accepts, and strictly below
+        the asks ledger's lowest entry it neither trades an entry through nor shows one;
+        a bid likewise between the bids ledger's highest entry and the best sell limit."""
+        buyers, asks_taken = self._buyers
+        sellers, bids_taken = self._sellers
+        self._quiet = (
+            buyers.best_float(), asks_taken.inner_float(),
+            bids_taken.inner_float(), sellers.best_float(),
+        )  # fmt: skip
+        return self._quiet
 
     def _match_side(
         self,
@@ -460,6 +495,7 @@ class SymbolMatcher:
         return level
 
     def _drop(self, order: RestingOrder) -> None:
+        self._quiet = None
         del self._orders[order.order_id]
         self._sides[order.side].remove(order)
         if order.tif is not GTT:

@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from decimal import Decimal
 
-from app.core.account import OwnerDelta, Position, change_deltas, merge_owner_deltas
+from app.core.account import (
+    OwnerDelta,
+    Position,
+    assets_of,
+    deltas_on_end,
+    deltas_on_fills,
+)
+from app.core.decimals import EXACT, ZERO
 from app.core.domain import Side
 from app.core.order import Fill
 from app.core.positions import PositionRow
 from app.ports import OrderChange, PositionUpdate
 
+_NOTHING = (ZERO, ZERO)
 MAX_HELD_POSITIONS = 100_000  # owners of one symbol held at once; past it, read again
 
 
@@ -25,15 +34,25 @@ def balance_deltas(changes: Iterable[OrderChange]) -> list[OwnerDelta]:
     """Every owner's balance deltas of these changes: each change's new fills, and the
     release of what the order still locks if the change ends it (exactly once: a store
     refuses any change to an order already final). By owner, then asset."""
-    deltas = []
+    totals: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
     for change in changes:
         order = change.order
         ended = order.status.is_final
         if not change.new_fills and not ended:
             continue
-        for delta in change_deltas(order, order.symbol, change.new_fills, ended):
-            deltas.append(OwnerDelta(order.owner, delta.asset, delta.free, delta.locked))
-    return merge_owner_deltas(deltas)
+        assets = assets_of(order.symbol)
+        deltas = deltas_on_fills(order, change.new_fills, assets) if change.new_fills else []
+        if ended:
+            deltas += deltas_on_end(order, assets)
+        for delta in deltas:  # summed straight into one total per (owner, asset)
+            key = (order.owner, delta.asset)
+            free, locked = totals.get(key, _NOTHING)
+            totals[key] = (EXACT.add(free, delta.free), EXACT.add(locked, delta.locked))
+    return [
+        OwnerDelta(owner, asset, free, locked)
+        for (owner, asset), (free, locked) in sorted(totals.items())
+        if free or locked
+    ]
 
 
 LoadPosition = Callable[[str, str], Awaitable[PositionRow | None]]

@@ -22,6 +22,7 @@ from app.backoff import Backoff, retry
 from app.clock import now_us, rfc3339
 from app.core.decimals import ZERO
 from app.core.domain import (
+    BookTicker,
     BookUpdate,
     Execution,
     MarketState,
@@ -176,7 +177,12 @@ class SymbolWorker:
         # A deque and an event: cheaper per command than asyncio.Queue on the quote path.
         self._commands: deque[Command] = deque()
         self._wakeup = asyncio.Event()
-        self._expiries = ExpiryTimer(lambda order_id: self.submit(Expire(order_id)))
+        # Waiting for commands, no batch in flight: a quote that certainly changes nothing
+        # but the update id and the quote is applied at once, without the queue.
+        self._waiting = False
+        self._expiries = ExpiryTimer(
+            lambda order_id: self.submit(Expire(order_id)), held=self.orders
+        )
         self._subscribed = False
         self._persisted_ledger: tuple[object, object] = ((), ())
         self._log = log.bind(symbol=symbol)
@@ -192,6 +198,17 @@ class SymbolWorker:
         self.submit(Add(order, verify=True, trace=trace))
 
     def submit(self, command: Command) -> None:
+        if type(command) is BookTicker and self._waiting and not self._commands:
+            # Nothing is queued before it and nothing is being matched or committed: what
+            # processing it next would do is done here, if the matcher can tell that it
+            # fills nothing (most quotes); else it is queued as usual.
+            taken = self.matcher.take_if_stale_or_quiet(command)
+            if taken is not None:
+                if taken:
+                    self.updates_applied += 1
+                else:
+                    self.updates_skipped += 1
+                return
         self._commands.append(command)
         if not self._wakeup.is_set():
             self._wakeup.set()
@@ -208,7 +225,11 @@ class SymbolWorker:
                 if not commands:
                     self._wakeup.clear()
                     if self.orders or self._idle_after_s is None:
-                        await self._wakeup.wait()  # the usual case, without a coroutine more
+                        self._waiting = True
+                        try:
+                            await self._wakeup.wait()  # the usual case, no coroutine more
+                        finally:
+                            self._waiting = False
                     elif not await self._wait_or_idle():
                         return
                     continue
@@ -512,7 +533,9 @@ class SymbolWorker:
         self.matcher = SymbolMatcher(self.symbol)
         self.positions.forget()
         self._expiries.close()
-        self._expiries = ExpiryTimer(lambda order_id: self.submit(Expire(order_id)))
+        self._expiries = ExpiryTimer(
+            lambda order_id: self.submit(Expire(order_id)), held=self.orders
+        )
         self._persisted_ledger = ((), ())
         if self._hooks is not None:
             for order in old:

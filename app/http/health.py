@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from app.keys import BOOKS, EXECUTOR, FEED, INTAKE, SETTINGS, STORE
+from app.keys import BOOKS, EXECUTOR, FEED, FILTERS, INTAKE, SETTINGS, STORE
 
 routes = web.RouteTableDef()
 
@@ -16,7 +16,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """200 once the store answers and what this process runs has started (and recovered)."""
+    """200 once the store answers and what this process runs has started (and recovered).
+
+    Where intake runs, the body also says whether Binance's exchange info can be read
+    (`exchange_info`: ok, unavailable or off) and how many orders were let through
+    unchecked (`unchecked_orders`); neither changes readiness."""
     app = request.app
     database = "ok"
     try:
@@ -47,4 +51,7 @@ async def readyz(request: web.Request) -> web.Response:
         "service": executor.state() if executor is not None else {"ready": ready},
         "feed": feed.state() if feed is not None else None,
     }
+    filters = app.get(FILTERS)
+    if filters is not None:
+        body.update(filters.state())
     return web.json_response(body, status=200 if ready else 503)

@@ -27,7 +27,7 @@ class ServiceCollector(Collector):
         self._app = app
 
     def collect(self) -> Iterator[Metric]:
-        from app.keys import COMMANDS, EXECUTOR, FEED, INTAKE, PUSH_HUB
+        from app.keys import COMMANDS, EXECUTOR, FEED, FILTERS, INTAKE, PUSH_HUB
 
         executor = self._app.get(EXECUTOR)
         intake = self._app.get(INTAKE)
@@ -77,6 +77,19 @@ class ServiceCollector(Collector):
             )
             yield CounterMetricFamily(
                 "executor_upstream_malformed_frames", "Malformed frames skipped", state["malformed"]
+            )
+        filters = self._app.get(FILTERS)
+        if filters is not None:
+            state = filters.state()
+            yield CounterMetricFamily(
+                "executor_orders_unchecked",
+                "Orders accepted without the exchange-filter checks: exchange info unreadable",
+                state["unchecked_orders"],
+            )
+            yield GaugeMetricFamily(
+                "executor_exchange_info_available",
+                "1 while Binance's exchange info can be read (or the checks are off), else 0",
+                0 if state["exchange_info"] == "unavailable" else 1,
             )
         if hub is not None:
             yield GaugeMetricFamily("executor_ws_clients", "Websocket clients", len(hub.clients))

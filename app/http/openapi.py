@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 from app.core import rules
 from app.schemas import (
     AccountResponse,
+    CancelledOrders,
     ErrorResponse,
     LimitOrderRequest,
     MarketOrderRequest,
@@ -33,7 +34,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "Malformed JSON", 401: "Missing or invalid bearer token",
         403: "A browser Origin that is neither this service's nor listed", 404: "Unknown order",
         408: "The body was not received in time", 409: "Conflict", 413: "Body over 64 KiB",
-        422: "Invalid request, naming each field (or insufficient_balance: PAPER_BALANCES)",
+        422: "Invalid request, naming each field; or refused by the exchange's rules: "
+             "unknown_symbol (not listed, or not trading) or filter_failure (the message names "
+             "the filter and what it allows, the detail the field); or insufficient_balance "
+             "(PAPER_BALANCES)",
         429: "Rate limit (see Retry-After), or the open-order cap (too_many_open_orders)",
         503: "Starting, stopping, or the database refused the write",
     }  # fmt: skip
@@ -43,11 +47,19 @@ def _errors(*statuses: int) -> dict[str, Any]:
 def build_openapi() -> dict[str, Any]:
     _, definitions = models_json_schema(
         [(m, "validation") for m in (LimitOrderRequest, MarketOrderRequest)]
-        + [(m, "serialization") for m in (OrderView, OrderList, AccountResponse, ErrorResponse)],
+        + [
+            (m, "serialization")
+            for m in (OrderView, OrderList, CancelledOrders, AccountResponse, ErrorResponse)
+        ],
         ref_template=_REF,
     )
     order = _ref("OrderView")
     order_id = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    symbol = {
+        "name": "symbol",
+        "in": "query",
+        "schema": {"type": "string", "pattern": rules.SYMBOL_PATTERN},
+    }
     location = {"Location": {"schema": {"type": "string"}, "description": "/orders/{order_id}"}}
     security: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -85,8 +97,7 @@ def build_openapi() -> dict[str, Any]:
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"type": "string", "enum": [
                         "open", "partially_filled", "filled", "expired", "cancelled", "rejected"]}},
-                    {"name": "symbol", "in": "query",
-                     "schema": {"type": "string", "pattern": rules.SYMBOL_PATTERN}},
+                    symbol,
                     {"name": "limit", "in": "query",
                      "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
                     {"name": "cursor", "in": "query",
@@ -94,6 +105,15 @@ def build_openapi() -> dict[str, Any]:
                 ],
                 "responses": {"200": _json(_ref("OrderList"), "A page of orders"),
                               **_errors(401, 403, 422)},
+            }, "delete": {
+                "summary": "Cancel every open order (of one symbol, if given)",
+                "security": security, "parameters": [symbol],
+                "responses": {
+                    "200": _json(_ref("CancelledOrders"),
+                                 "The orders cancelled, newest first, with the fills they "
+                                 "kept; an order that a fill or expiry ended first is left out"),
+                    **_errors(401, 403, 422, 429, 503),
+                },
             }},
             "/orders/{order_id}": {
                 "get": {"summary": "One order with its fills", "security": security,

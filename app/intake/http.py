@@ -1,5 +1,5 @@
-"""Order endpoints: POST /order/limit and /order/market, GET /orders, GET and DELETE
-/orders/{id}."""
+"""Order endpoints: POST /order/limit and /order/market, GET and DELETE /orders, GET and
+DELETE /orders/{id}."""
 
 from __future__ import annotations
 
@@ -22,15 +22,18 @@ from app.http.auth import AUTH
 from app.http.errors import ApiError, json_bytes_response, json_response, validation_error
 from app.http.limits import READ_TIMEOUT
 from app.intake.service import (
+    CancelsUnconfirmed,
     IdempotencyConflict,
     NotReady,
     OrderAlreadyFinal,
     OrderNotFound,
+    OrderRefused,
     TooManyOpenOrders,
 )
 from app.keys import INTAKE, LIMITER, SETTINGS
 from app.ports import StoreError
 from app.schemas import (
+    CancelAllQuery,
     ErrorDetail,
     LimitOrderRequest,
     ListQuery,
@@ -118,6 +121,18 @@ def _unavailable(message: str) -> ApiError:
     return ApiError(503, message, headers={"Retry-After": "1"})
 
 
+def _refused(exc: OrderRefused) -> ApiError:
+    """422 `unknown_symbol` or `filter_failure`: the message names the filter and what it
+    allows, the detail the request field at fault."""
+    failure = exc.failure
+    return ApiError(
+        422,
+        failure.message,
+        code=failure.code,
+        details=[ErrorDetail(field=failure.field, message=failure.message)],
+    )
+
+
 async def order_request_owner(request: web.Request) -> str:
     """Authenticate an order request (POST/DELETE) and count it against the rate limit."""
     owner = request.app[AUTH].owner(request)
@@ -174,6 +189,8 @@ async def _submit_order(
         ) from exc
     except BalanceRefused as exc:
         raise ApiError(422, str(exc), code="insufficient_balance") from exc
+    except OrderRefused as exc:
+        raise _refused(exc) from exc
     except TooManyOpenOrders as exc:
         # No Retry-After: room comes back when an order ends, not after a second.
         raise ApiError(429, str(exc), code="too_many_open_orders") from exc
@@ -203,6 +220,26 @@ async def list_orders(request: web.Request) -> web.Response:
         "orders": [order_json(order, with_fills=False) for order in page.orders],
         "next_cursor": page.next_cursor,
     })  # fmt: skip
+
+
+@routes.delete("/orders")
+async def cancel_all_orders(request: web.Request) -> web.Response:
+    """Cancel every open order of the owner (of `symbol`, if given): one order request."""
+    owner = await order_request_owner(request)
+    try:
+        query = CancelAllQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+    try:
+        cancelled = await request.app[INTAKE].cancel_all(owner, query.symbol)
+    except CancelsUnconfirmed as exc:
+        message = f"{exc}: the service is starting or stopping; repeat the request"
+        raise _unavailable(message) from exc
+    except NotReady as exc:
+        raise _unavailable("the service is starting or stopping") from exc
+    except StoreError as exc:
+        raise _unavailable(f"the cancels were not all stored: {exc}") from exc
+    return json_response({"cancelled": [order_json(order, with_fills=True) for order in cancelled]})
 
 
 @routes.get("/orders/{order_id}")

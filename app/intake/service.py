@@ -8,7 +8,6 @@ from another process: through the bus (the order's final event) and the store.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import NamedTuple, Protocol
@@ -27,6 +26,7 @@ from app.core.commands import AddOrder, CancelOrder
 from app.core.decimals import ZERO
 from app.core.domain import OrderStatus, OrderType, Side, TimeInForce
 from app.core.events import EventKind, order_event
+from app.core.filters import FilterFailure
 from app.core.order import NO_FILLS, Order
 from app.core.symbols import fee_asset
 from app.ids import new_order_id
@@ -34,6 +34,7 @@ from app.ports import (
     CommandQueue,
     DuplicateClientOrderId,
     EventBus,
+    ExchangeFilters,
     Limiter,
     OrderPage,
     OrderStore,
@@ -61,6 +62,14 @@ class IdempotencyConflict(Exception):
         )
         self.existing = existing
         self.fields = fields
+
+
+class OrderRefused(Exception):
+    """The exchange would not take the order (an unknown symbol, a filter it fails)."""
+
+    def __init__(self, failure: FilterFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
 
 
 class NewOrder(Protocol):
@@ -99,8 +108,21 @@ class TooManyOpenOrders(Exception):
         self.limit = limit
 
 
+class CancelsUnconfirmed(Exception):
+    """Execution did not answer some cancels of a cancel-all in time."""
+
+    def __init__(self, unconfirmed: int, of: int) -> None:
+        super().__init__(f"{unconfirmed} of {of} orders were not confirmed cancelled")
+        self.unconfirmed = unconfirmed
+
+
 # How long a cancel waits for execution's answer before it reads what is stored.
 CANCEL_WAIT_S = 5.0
+# A cancel-all reads the owner's open orders a page at a time, and has at most this many
+# cancels in flight at once (each is a command, a wait and two reads).
+CANCEL_ALL_PAGE = 500
+CANCEL_ALL_CONCURRENCY = 64
+_OPEN_STATUSES = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
 def _differences(existing: Order, request: NewOrder, timeout_s: float) -> list[str]:
@@ -174,6 +196,7 @@ class IntakeService:
         execution_ready: Callable[[], bool] = lambda: True,
         paper_balances: Mapping[str, Decimal] | None = None,
         best_ask: Callable[[str], Decimal | None] = lambda symbol: None,
+        filters: ExchangeFilters | None = None,
     ) -> None:
         self._store = store
         # PAPER_BALANCES: what a new owner starts with (None: empty, nothing enforced).
@@ -185,6 +208,7 @@ class IntakeService:
         self._default_timeout_s = default_timeout_s
         self._max_open = max_open_orders
         self._execution_ready = execution_ready
+        self._filters = filters  # None: no exchange rules checked
         self._endings = _Endings(bus)
         # Bound once, as logging is configured by now: `log` is structlog's lazy proxy,
         # which would look the logger up again on every order it logs.
@@ -197,8 +221,7 @@ class IntakeService:
 
     async def start(self) -> None:
         """Count each owner's open orders from the store."""
-        open_by_owner = Counter(order.owner for order in await self._store.open_orders())
-        await self._limiter.reset_open(open_by_owner)
+        await self._limiter.reset_open(await self._store.open_counts())
         self._started = True
 
     async def stop(self) -> None:
@@ -221,6 +244,16 @@ class IntakeService:
             existing = await self._store.get_by_client_order_id(owner, request.client_order_id)
             if existing is not None:
                 return Submission(self._same_or_conflict(existing, request, timeout_s), False)
+        if self._filters is not None:
+            # The exchange's rules, before anything is held or stored. Exchange info that
+            # cannot be read lets the order through (the filters count it as unchecked).
+            price = request.price
+            if price is None:  # a market order: its filters (notional: no best price here)
+                failure = await self._filters.check_market(request.symbol, request.order_size, None)
+            else:
+                failure = await self._filters.check_limit(request.symbol, price, request.order_size)
+            if failure is not None:
+                raise OrderRefused(failure)
         if not await self._limiter.reserve_open(owner):
             raise TooManyOpenOrders(self._max_open)
         try:
@@ -318,6 +351,60 @@ class IntakeService:
             raise OrderAlreadyFinal(order)
         if not self.ready:
             raise NotReady()
+        return await self._cancel_open(order)
+
+    async def cancel_all(self, owner: str, symbol: str | None = None) -> list[Order]:
+        """Cancel every open order of `owner` (of one symbol, or all), newest first; the
+        orders as stored once cancelled, with the fills they kept. An order that a fill or
+        an expiry ended first is left out. CancelsUnconfirmed if execution did not answer
+        every cancel in time (those it did answer stay cancelled: a repeat finds the rest)."""
+        if not self.ready:
+            raise NotReady()
+        orders = await self._open_orders_of(owner, symbol)
+        slots = asyncio.Semaphore(CANCEL_ALL_CONCURRENCY)
+
+        async def cancel_one(order: Order) -> Order | None:
+            async with slots:
+                try:
+                    return await self._cancel_open(order)
+                except (OrderAlreadyFinal, OrderNotFound):
+                    return None  # filled or expired before the cancel: not cancelled by us
+
+        outcomes = await asyncio.gather(
+            *(cancel_one(order) for order in orders), return_exceptions=True
+        )
+        cancelled: list[Order] = []
+        unconfirmed = 0
+        for outcome in outcomes:
+            if isinstance(outcome, NotReady):
+                unconfirmed += 1
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            elif outcome is not None:
+                cancelled.append(outcome)
+        if unconfirmed:
+            raise CancelsUnconfirmed(unconfirmed, len(orders))
+        return cancelled
+
+    async def _open_orders_of(self, owner: str, symbol: str | None) -> list[Order]:
+        """The owner's open and partially filled orders (of one symbol, or all), newest first."""
+        found: list[Order] = []
+        for status in _OPEN_STATUSES:
+            cursor: int | None = None
+            while True:
+                page = await self._store.list_orders(
+                    owner, status=status, symbol=symbol, limit=CANCEL_ALL_PAGE, cursor=cursor
+                )
+                found += page.orders
+                if page.next_cursor is None:
+                    break
+                cursor = int(page.next_cursor)
+        found.sort(key=lambda order: order.created_at_us, reverse=True)
+        return found
+
+    async def _cancel_open(self, order: Order) -> Order:
+        """Cancel an order read open: as in `cancel`, once the order is known to be ours."""
+        order_id = order.order_id
         ending = self._endings.watch(order_id)  # before the command: its answer can't slip by
         try:
             await self._commands.send(CancelOrder(order_id, order.symbol))

@@ -134,10 +134,10 @@ class _Session:
     async def query_shortcuts(self, query: Any) -> None:
         if "order_id" in query:
             await self.handle({"op": "subscribe", "order_id": query["order_id"]})
-        if query.get("channel") == "orders":
-            await self.handle({"op": "subscribe", "channel": "orders"})
+        if query.get("channel") in ("orders", "account"):
+            await self.handle({"op": "subscribe", "channel": query["channel"]})
         elif "channel" in query:
-            self.error('the "channel" query parameter must be "orders"')
+            self.error('the "channel" query parameter must be "orders" or "account"')
         if "book" in query:
             await self.handle({"op": "subscribe", "channel": "book", "symbol": query["book"]})
 

@@ -245,7 +245,7 @@ async def test_open_counts_per_owner_count_only_open_orders(store: OrderStore) -
     partly = orders[2]
     fill = partly.record_fill(1, D(10), D("0.25"), 3)
     await store.apply([OrderChange(done), OrderChange(partly, [fill])])
-    counts = await store.open_counts()  # type: ignore[attr-defined]
+    counts = await store.open_counts()
     assert counts == {"alice": 3, "bob": 1}
     opened = await store.open_orders()
     assert counts == {o: sum(x.owner == o for x in opened) for o in ("alice", "bob")}

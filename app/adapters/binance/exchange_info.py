@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -32,6 +32,9 @@ from app.core.filters import (
     check_market,
     unknown_symbol,
 )
+from app.ports import ExchangeFilters
+
+__all__ = ["ExchangeFilters", "ExchangeInfoClient", "FiltersOff", "SymbolLookup"]
 
 log = structlog.get_logger(__name__)
 
@@ -49,24 +52,6 @@ class SymbolLookup:
     outcome: Outcome
     info: SymbolInfo | None = None
     reason: str = ""
-
-
-class ExchangeFilters(Protocol):
-    """The port intake uses: None when an order may be taken, else why it may not."""
-
-    async def check_limit(self, symbol: str, price: Decimal, qty: Decimal) -> FilterFailure | None:
-        """The failure of a limit order of `qty` at `price`, or None (also when unchecked)."""
-
-    async def check_market(
-        self, symbol: str, qty: Decimal, best_price: Decimal | None
-    ) -> FilterFailure | None:
-        """The failure of a market order of `qty`, its notional valued at `best_price` (the
-        ask for a buy, the bid for a sell; None: not known), or None (also when unchecked)."""
-
-    def state(self) -> dict[str, Any]:
-        """For /readyz: {"exchange_info": "ok" | "unavailable" | "off", "unchecked_orders": n}."""
-
-    async def close(self) -> None: ...
 
 
 class FiltersOff:
