@@ -13,6 +13,7 @@ from app.adapters.binance.exchange_info import SymbolLookup
 from app.application import create_app
 from app.core.domain import BookUpdate
 from app.core.filters import LotSize, PriceFilter, SymbolInfo
+from app.emulator.exchange_info import symbol_entry
 from app.emulator.server import BinanceEmulator
 from app.http.book_history import BookHistory
 from app.http.pages import market_kind
@@ -116,9 +117,26 @@ async def test_symbol_info_gives_tick_and_step(aiohttp_client, make_settings) ->
     assert (await unknown.json())["error"]["code"] == "unknown_symbol"
 
 
-async def test_symbol_info_without_exchange_info(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_symbol_info_is_read_through_the_intake_s_exchange_info(
+    client: TestClient,  # type: ignore[type-arg]
+    exchange: BinanceEmulator,
+) -> None:
+    exchange.register_symbol(symbol_entry("BTCUSDT", "BTC", "USDT"))  # Binance's filters
+    body = await (await client.get("/symbols/BTCUSDT")).json()
+    assert body["source"] == "exchange_info"
+    assert (body["tick_size"], body["step_size"]) == ("0.01", "0.00001")
+    assert body["base_asset"] == "BTC" and body["quote_asset"] == "USDT"
+    await client.post("/order/limit", json={"symbol": "BTCUSDT", "order_size": "1", "price": "100"})
+    # The page's lookups and the order's check share one cache: one request to Binance.
+    await exchange.wait_exchange_info_requests(1)
+    assert len(exchange.exchange_info_requests) == 1
+
+
+async def test_symbol_info_with_exchange_filters_off(start_app) -> None:  # type: ignore[no-untyped-def]
+    client = await start_app(exchange_filters="off")
     body = await (await client.get("/symbols/LTCBTC")).json()
-    assert body["tick_size"] is None and body["source"] in ("unavailable", "exchange_info", "off")
+    assert body["source"] == "off" and body["tick_size"] is None
+    assert body["base_asset"] == "LTC" and body["quote_asset"] == "BTC"
 
 
 @pytest.mark.parametrize(

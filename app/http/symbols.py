@@ -17,13 +17,13 @@ from typing import Any, Literal, Protocol
 import orjson
 from aiohttp import web
 
-from app.adapters.binance.exchange_info import SymbolLookup
+from app.adapters.binance.exchange_info import ExchangeInfoClient, SymbolLookup
 from app.core.decimals import ZERO, fmt
 from app.core.filters import SymbolInfo
 from app.core.symbols import symbol_assets
 from app.http.book_history import path_symbol
 from app.http.errors import ApiError
-from app.keys import SETTINGS
+from app.keys import FILTERS, SETTINGS
 
 Source = Literal["exchange_info", "unavailable", "off"]
 
@@ -68,12 +68,23 @@ def symbol_json(symbol: str, info: SymbolInfo | None, source: Source) -> dict[st
     }
 
 
+def _lookups(app: web.Application) -> SymbolLookups | None:
+    """Who reads exchange info: an explicit SYMBOL_LOOKUPS, else the intake's filters when
+    they read it (the same cache: a symbol is asked of Binance once for both)."""
+    explicit = app.get(SYMBOL_LOOKUPS)
+    if explicit is not None:
+        return explicit
+    filters = app.get(FILTERS)
+    return filters if isinstance(filters, ExchangeInfoClient) else None
+
+
 @routes.get("/symbols/{symbol}")
 async def get_symbol(request: web.Request) -> web.Response:
     symbol = path_symbol(request)
-    lookups = request.app.get(SYMBOL_LOOKUPS)
+    lookups = _lookups(request.app)
     if lookups is None:
-        body = symbol_json(symbol, None, "off" if _filters_off(request) else "unavailable")
+        off = request.app[SETTINGS].exchange_filters == "off"
+        body = symbol_json(symbol, None, "off" if off else "unavailable")
     else:
         lookup = await lookups.lookup(symbol)
         if lookup.outcome == "unknown":
@@ -85,7 +96,3 @@ async def get_symbol(request: web.Request) -> web.Response:
         content_type="application/json",
         headers={"Cache-Control": "max-age=60"},
     )
-
-
-def _filters_off(request: web.Request) -> bool:
-    return getattr(request.app[SETTINGS], "exchange_filters", "on") == "off"
