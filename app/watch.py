@@ -15,11 +15,9 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from app.terminal.api import EXIT_REFUSED, Api, ApiError, default_url
+from app.terminal.api import EXIT_REFUSED, Api, ApiError
 from app.terminal.orders import resolve_order_id
 from app.terminal.precision import UNKNOWN, Precision, Precisions, amount
-
-__all__ = ["default_url", "progress_bar", "submit", "watch"]
 
 BAR_WIDTH = 30
 FINAL = {"filled", "expired", "cancelled", "rejected"}

@@ -19,11 +19,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.__main__ import main
-from app.adapters.binance.exchange_info import ExchangeInfoClient
-from app.application import create_app
+from app.emulator.exchange_info import default_exchange_symbols
 from app.emulator.server import BinanceEmulator
-from app.http.symbols import SYMBOL_LOOKUPS
-from app.settings import Settings
 from app.terminal.api import Api, ApiError, error_line
 from app.terminal.book import BookView, follow_book
 from app.terminal.cli import COMMANDS
@@ -122,38 +119,31 @@ async def test_watch_shows_a_long_average_price_rounded(
 
 
 async def test_the_tick_and_step_come_from_the_services_symbol_endpoint(
-    aiohttp_client: Callable[..., Awaitable[Client]],
-    make_settings: Callable[..., Settings],
-    emulator: BinanceEmulator,
+    start_app: Callable[..., Awaitable[Client]], exchange: BinanceEmulator
 ) -> None:
-    """GET /symbols/{symbol} backed by exchange info (the emulator's: LTCBTC has tick
-    0.000001 and step 0.001): the views show prices and sizes with those decimals."""
-    app = create_app(make_settings())
-    lookups = ExchangeInfoClient(emulator.rest_url)
-    app[SYMBOL_LOOKUPS] = lookups
+    """GET /symbols/{symbol} answers from exchange info (here the emulator's LTCBTC entry,
+    tick 0.000001 and step 0.001): the views show prices and sizes with those decimals."""
+    exchange.register_symbol(default_exchange_symbols()["LTCBTC"])
+    client = await start_app()
+    events = EventLog(client.app)
     try:
-        client = await aiohttp_client(app)
-        events = EventLog(client.app)
-        try:
-            order = await _filled_at_two_prices(client, emulator, events)
-        finally:
-            await events.close()
-        async with aiohttp.ClientSession() as session:
-            api = Api(session, _base(client), None)
-            assert await Precisions(api).of("ltcbtc") == Precision(
-                Decimal("0.000001"), Decimal("0.001")
-            )
-            assert await Precisions(api).of("NOPE") == Precision()  # 404: approximate
-            table = io.StringIO()
-            assert await list_orders(api, table) == 0
-        row = table.getvalue().splitlines()[1].split()
-        assert row[5:9] == ["3.000", "10.000000", "100.00%", "10.166667"]
-        out = io.StringIO()
-        assert await watch(_base(client), order["order_id"], token=None, out=out) == 0
-        assert "fill #2   1.000 @ 10.500000" in out.getvalue()
-        assert "3.000/3.000 avg 10.166667" in out.getvalue()
+        order = await _filled_at_two_prices(client, exchange, events)
     finally:
-        await lookups.close()
+        await events.close()
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, _base(client), None)
+        assert await Precisions(api).of("ltcbtc") == Precision(
+            Decimal("0.000001"), Decimal("0.001")
+        )
+        assert await Precisions(api).of("X") == Precision()  # refused (422): approximate
+        table = io.StringIO()
+        assert await list_orders(api, table) == 0
+    row = table.getvalue().splitlines()[1].split()
+    assert row[5:9] == ["3.000", "10.000000", "100.00%", "10.166667"]
+    out = io.StringIO()
+    assert await watch(_base(client), order["order_id"], token=None, out=out) == 0
+    assert "fill #2   1.000 @ 10.500000" in out.getvalue()
+    assert "3.000/3.000 avg 10.166667" in out.getvalue()
 
 
 # -- orders -----------------------------------------------------------------------------

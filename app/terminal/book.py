@@ -177,9 +177,12 @@ async def follow_book(
         async with api.session.ws_connect(
             api.ws_url, params={"book": symbol}, headers=api.headers, heartbeat=30
         ) as ws:
-            first = await ws.receive_json()
-            if first.get("type") == "error":
-                raise ApiError(f"error: {first.get('message')}")
+            first = await ws.receive()
+            if first.type is not aiohttp.WSMsgType.TEXT:
+                raise ApiError("error: the service closed the connection")
+            acknowledgement = json.loads(first.data)
+            if acknowledgement.get("type") == "error":
+                raise ApiError(f"error: {acknowledgement.get('message')}")
             if announce is not None:
                 announce(f"following {symbol}, at most {rate:g} redraws/s; Ctrl-C stops")
             tasks = [
