@@ -534,3 +534,25 @@ async def test_fills_export_as_csv(
     if not served:
         assert seen == ["text/csv", "text/csv"]
     assert page.errors == []
+
+
+async def test_display_rounding_is_decimal_exact(
+    client: TestClient,  # type: ignore[type-arg]
+    browser: Any,
+) -> None:
+    """The page rounds decimal strings as decimals (half up), never through floats."""
+    page = await open_page(browser, client)
+    cases = {
+        ("61837.174545454545454545454545", 2): "61837.17",
+        ("1.005", 2): "1.01",  # 1.005 as a float is 1.00499999…
+        ("9.999", 2): "10.00",
+        ("0.125", 0): "0",
+        ("-0.004", 2): "0.00",
+        ("-2.5", 0): "-3",
+        ("12345678901234567890.123456789", 8): "12345678901234567890.12345679",
+        ("7", 3): "7.000",
+    }
+    for (text, places), expected in cases.items():
+        got = await page.evaluate(f"window.executor.roundText({text!r}, {places})")
+        assert got == expected, (text, places, got)
+    assert page.errors == []
