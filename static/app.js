@@ -8,6 +8,7 @@ const MAX_ROWS = 500;             // order rows kept in the table
 const QUOTE_STALE_S = 5;          // a quote older than this is flagged
 const NO_QUOTE_WAIT_S = 10;       // after this long with no quote, the chart says so
 const MAX_POINTS = 7200;          // chart points kept (one a second at most)
+const MAX_FILLS = 20000;          // fills drawn on the chart, the oldest forgotten first
 const FINAL = new Set(["filled", "expired", "cancelled", "rejected"]);
 
 const state = {
@@ -324,6 +325,7 @@ function markFill(order, fill) {
   const key = `${order.order_id}:${fill.seq}`;
   if (state.fills.has(key)) return;
   const seconds = Math.floor(Date.parse(fill.ts) / 1000);
+  if (state.fills.size >= MAX_FILLS) state.fills.delete(state.fills.keys().next().value);
   state.fills.set(key, { seconds, side: order.side, price: fill.price, qty: fill.qty, orderId: order.order_id, seq: fill.seq });
   if (!state.points.length) plotQuote(seconds, order.side === "sell" ? Number(fill.price) : null,
     order.side === "buy" ? Number(fill.price) : null);
@@ -551,7 +553,8 @@ function renderOrder(order, flash) {
     // Rows are kept newest first.
     const later = [...body.rows].find((r) => r.dataset.orderId < order.order_id);
     body.insertBefore(row, later || null);
-    while (body.rows.length > MAX_ROWS) body.deleteRow(body.rows.length - 1);
+    // New orders push the oldest rows out, but pages asked for with "Older orders" stay.
+    if (!state.paging) while (body.rows.length > MAX_ROWS) body.deleteRow(body.rows.length - 1);
     countOrders();
   }
   const symbol = order.symbol;
@@ -800,7 +803,12 @@ function ordersQuery(cursor) {
 async function loadOrders(cursor) {
   const { status, payload } = await api("GET", ordersQuery(cursor));
   if (status !== 200) { if (payload.error) message(errorText(payload), true); return; }
-  for (const order of payload.orders) renderOrder(order, false);
+  state.paging = Boolean(cursor);
+  try {
+    for (const order of payload.orders) renderOrder(order, false);
+  } finally {
+    state.paging = false;
+  }
   state.nextCursor = payload.next_cursor;
   $("#older").hidden = !payload.next_cursor;
   countOrders();
