@@ -1,12 +1,13 @@
 """Market data: the service's bookTicker rate as a ratio to a bare websocket client.
 
-    python -m bench.market [frames]     # prints the rows, median of 3 runs each
+    python -m bench.market [frames] [resting,...]   # the rows, median of 3 runs each
 
-Rows: the bare aiohttp client (receive + orjson.loads per frame, the baseline), the bare
-picows client (the same over picows, when installed: measured against aiohttp for the feed), the service at each
-resting-order count (feed -> QuoteFanout -> executor and push hub, as `create_app` wires
-them; nothing can fill), and the hard case: 10,000 resting orders, some marketable at the
-touch while the touch repeats a level they already took (only the update id changes).
+Rows: the bare aiohttp client (receive + orjson.loads per frame, the baseline the target
+is set against), the bare picows client (the same over picows, the client the feed uses),
+the service at each resting-order count (feed -> QuoteFanout -> executor and push hub, as
+`create_app` wires them; nothing can fill), and the hard case: 10,000 resting orders, some
+marketable at the touch while the touch repeats a level they already took (only the
+update id changes).
 """
 
 from __future__ import annotations
@@ -97,12 +98,10 @@ async def bare_aiohttp(emulator: _Emulator, frames: int) -> dict[str, float]:
     return _rates(frames, elapsed, cpu)
 
 
-async def bare_picows(emulator: _Emulator, frames: int) -> dict[str, float] | None:
-    """The same over picows (None: picows is not installed; `pip install picows`)."""
-    try:
-        from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
-    except ImportError:
-        return None
+async def bare_picows(emulator: _Emulator, frames: int) -> dict[str, float]:
+    """The same over picows."""
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
     loop = asyncio.get_running_loop()
 
     class CountingListener(WSListener):  # type: ignore[misc]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -243,3 +244,20 @@ async def test_balances_and_positions_persist_across_a_restart(
     assert balances(await account(again)) == {
         "BTC": ("0.0999", "0"), "USDT": ("4040", "3010"),
     }  # fmt: skip
+
+
+async def test_an_order_that_expired_while_down_releases_its_lock_at_start(
+    start_app: Start, store_settings: dict[str, str]
+) -> None:
+    client = await start_app(paper_balances="USDT:10000", **store_settings)
+    order = await place(client, symbol="BTCUSDT", side="buy", order_size="0.1", price="30000",
+                        timeout_s=1)  # fmt: skip
+    assert balances(await account(client)) == {"USDT": ("7000", "3000")}
+    await client.close()
+    expires_at = datetime.fromisoformat(order["expires_at"].replace("Z", "+00:00"))
+    left = (expires_at - datetime.now(UTC)).total_seconds()
+    await asyncio.sleep(max(0.0, left) + 0.05)  # its expires_at passes while nothing runs
+    again = await start_app(paper_balances="USDT:10000", **store_settings)
+    (expired,) = (await (await again.get("/orders")).json())["orders"]
+    assert expired["reason"] == "expired: the service was down at expires_at"
+    assert balances(await account(again)) == {"USDT": ("10000", "0")}

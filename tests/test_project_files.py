@@ -44,6 +44,8 @@ def test_compose_runs_the_service_on_8080_with_a_volume(compose: dict[str, Any])
         "DATABASE_PATH": "/data/database.db",
         "LOG_FORMAT": "json",
         "BINANCE_WS_URL": "wss://stream.binance.com:9443",
+        "BINANCE_REST_URL": "https://api.binance.com",
+        "EXCHANGE_FILTERS": "on",
     }
     database_dir = str(Path(env["DATABASE_PATH"]).parent)
     mounts = _named_volume_mounts(service)
