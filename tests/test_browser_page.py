@@ -256,12 +256,22 @@ async def test_the_banner_says_the_feed_is_down(
 
 async def test_a_phone_wide_page_does_not_scroll_sideways(
     client: TestClient,  # type: ignore[type-arg]
+    emulator: BinanceEmulator,
     browser: Any,
 ) -> None:
+    filled = await place(client, order_size="0.5", price="101.5", timeout_s=60)
+    await emulator.wait_subscribed("btcusdt@bookTicker")
+    emulator.book_ticker("BTCUSDT", "100", "3", "101.123456", "1")
+    await wait_status(client, filled["order_id"], "filled")
     order = await place(client, price="10")
     page = await open_page(browser, client, viewport={"width": 420, "height": 860})
     row = page.locator(f'tr[data-order-id="{order["order_id"]}"]')
     await row.wait_for()
+    position = page.locator('#positions tr[data-symbol="BTCUSDT"]')
+    await position.wait_for(timeout=5_000)
+    for cell in await position.locator("td").all():
+        box = await cell.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 420
     assert await page.evaluate("document.documentElement.scrollWidth") <= 420
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "420px.png"), full_page=True)
