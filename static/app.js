@@ -274,9 +274,10 @@ async function loadHistory(symbol) {
       ask: point.ask === null ? null : Number(point.ask) });
   }
   if (past.length) setPoints(past.concat(live));
-  if (payload.points.length) {
+  if (payload.points.length && !live.length) {  // no live quote yet: the latest kept one
     const last = payload.points[payload.points.length - 1];
     noteQuote(symbol, Date.parse(last.ts), last.bid, last.ask, false);
+    showQuote(symbol, last.bid, last.ask);
   }
   redrawMarkers();
 }
@@ -365,26 +366,31 @@ function noteQuote(symbol, at, bid, ask, live) {
   renderQuoteAges();
 }
 
+// The chart symbol's best bid and ask (and spread) in the header.
+function showQuote(symbol, bidText, askText) {
+  const quote = $("#quote");
+  const bid = document.createElement("b"); bid.className = "bid"; bid.textContent = price(symbol, bidText);
+  const ask = document.createElement("b"); ask.className = "ask"; ask.textContent = price(symbol, askText);
+  const parts = [`${symbol} `, bid, " / ", ask];
+  if (bidText !== null && askText !== null) {
+    const spread = document.createElement("span");
+    spread.className = "spread";
+    // Display only: the float difference is rounded to the tick (or 8 places).
+    spread.textContent = ` spread ${price(symbol, (Number(askText) - Number(bidText)).toFixed(12))}`;
+    parts.push(spread);
+  }
+  quote.replaceChildren(...parts);
+  quote.classList.remove("muted");
+  setChartStatus("", false);
+}
+
 function onBook(message) {
   noteQuote(message.symbol, Date.parse(message.ts), message.bid, message.ask, true);
   if (message.symbol !== state.chartSymbol) return;
   const seconds = Math.floor(Date.parse(message.ts) / 1000);
   plotQuote(seconds, message.bid === null ? null : Number(message.bid),
     message.ask === null ? null : Number(message.ask));
-  const quote = $("#quote");
-  const bid = document.createElement("b"); bid.className = "bid"; bid.textContent = price(message.symbol, message.bid);
-  const ask = document.createElement("b"); ask.className = "ask"; ask.textContent = price(message.symbol, message.ask);
-  const parts = [`${message.symbol} `, bid, " / ", ask];
-  if (message.bid !== null && message.ask !== null) {
-    const spread = document.createElement("span");
-    spread.className = "spread";
-    // Display only: the float difference is rounded to the tick (or 8 places).
-    spread.textContent = ` spread ${price(message.symbol, (Number(message.ask) - Number(message.bid)).toFixed(12))}`;
-    parts.push(spread);
-  }
-  quote.replaceChildren(...parts);
-  quote.classList.remove("muted");
-  setChartStatus("", false);
+  showQuote(message.symbol, message.bid, message.ask);
   if (message.bids || message.asks) renderDepth(message);
 }
 

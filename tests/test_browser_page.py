@@ -230,6 +230,8 @@ async def test_a_page_opened_after_fills_shows_them(
     await page.wait_for_function("window.executor.state.points.length >= 3", timeout=5_000)
     first = await page.evaluate("window.executor.state.points[0].time")
     assert first < opened - 1  # the chart begins before the page was opened
+    assert await page.locator("#quote .ask").inner_text() == "101"  # the latest kept quote
+    assert await page.locator("#chart-status").inner_text() == ""
     markers = await page.evaluate("window.executor.state.markers.ask")
     assert 1 <= len(markers) <= 2 and all(m["time"] < opened for m in markers)
     assert page.errors == []
