@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.__main__ import main
+from app.core.domain import StreamKind
 from app.emulator.exchange_info import default_exchange_symbols
 from app.emulator.server import BinanceEmulator
 from app.terminal.api import Api, ApiError, error_line
@@ -423,6 +424,34 @@ def test_the_book_view_draws_depth_levels_when_the_message_has_them() -> None:
     second = out.getvalue().split("\x1b[J", 1)[1]
     assert second.startswith("\r\x1b[4F\x1b[2KBTCUSDT  bid 100.00")  # back over the block
     assert view.draws == 2
+
+
+async def test_in_depth_mode_the_book_view_shows_the_levels(
+    start_app: Callable[..., Awaitable[Client]], emulator: BinanceEmulator
+) -> None:
+    client = await start_app(market_stream="depth5")
+    out = Output()
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, _base(client), None)
+        view = BookView("LTCBTC", out, Precision(), in_place=False)
+        following = asyncio.create_task(follow_book(
+            api, "LTCBTC", view, stop=stop, announce=lambda line: out.write(line + "\n"),
+        ))  # fmt: skip
+        await out.wait_for("following LTCBTC")
+        await emulator.wait_subscribed(stream("LTCBTC", StreamKind.DEPTH5))
+        emulator.depth("LTCBTC", [("10", "1"), ("9.5", "2")], [("11", "3"), ("11.25", "4")])
+        await out.wait_for("9.50  2")
+        stop.set()
+        assert await asyncio.wait_for(following, 5) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[1].startswith("LTCBTC  bid 10.00 x 1  ask 11.00 x 3  spread 1.00 (952.38 bps)  age ")
+    assert lines[2:] == [  # asks over bids, best in the middle, prices with alike decimals
+        "  ask            11.25  4",
+        "  ask            11.00  3",
+        "  bid            10.00  1",
+        "  bid             9.50  2",
+    ]
 
 
 async def test_book_stops_on_ctrl_c_with_exit_0(client: Client, emulator: BinanceEmulator) -> None:

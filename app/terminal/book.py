@@ -45,6 +45,12 @@ def _levels(message: dict[str, Any], key: str) -> list[Sequence[str]]:
     return [level for level in levels if isinstance(level, list | tuple) and len(level) >= 2]
 
 
+def _prices(message: dict[str, Any]) -> list[str | None]:
+    """Every price a drawing shows: without the tick, they all get alike decimals."""
+    levels = _levels(message, "bids")[:DEPTH_SHOWN] + _levels(message, "asks")[:DEPTH_SHOWN]
+    return [message.get("bid"), message.get("ask"), *(str(level[0]) for level in levels)]
+
+
 class BookView:
     """Renders book messages; `quotes` counts the quotes received, `draws` the redraws."""
 
@@ -74,8 +80,8 @@ class BookView:
         price, qty = message.get(name), message.get(f"{name}_qty")
         if price is None:
             return f"{name} -"
-        prices = [message.get("bid"), message.get("ask")]  # bid and ask with alike decimals
-        return f"{name} {self.precision.price(price, prices)} x {self.precision.qty(qty, [qty])}"
+        shown = self.precision.price(price, _prices(message))
+        return f"{name} {shown} x {self.precision.qty(qty, [qty])}"
 
     def summary(self, message: dict[str, Any]) -> str:
         p = self.precision
@@ -85,7 +91,7 @@ class BookView:
             spread = Decimal(ask) - Decimal(bid)
             middle = (Decimal(ask) + Decimal(bid)) / 2
             bps = f" ({spread / middle * 10_000:.2f} bps)" if middle else ""
-            parts.append(f"spread {p.price(spread, [bid, ask])}{bps}")
+            parts.append(f"spread {p.price(spread, _prices(message))}{bps}")
         if message.get("ts"):
             parts.append(f"age {age_text(self.clock() - timestamp(message['ts']))}")
         return "  ".join(parts)
@@ -95,11 +101,11 @@ class BookView:
         lines = [self.summary(message)]
         asks = _levels(message, "asks")[:DEPTH_SHOWN]
         bids = _levels(message, "bids")[:DEPTH_SHOWN]
-        p = self.precision
-        lines += [
-            f"  ask {p.price(a[0], [a[0]]):>16}  {p.qty(a[1], [a[1]])}" for a in reversed(asks)
-        ]
-        lines += [f"  bid {p.price(b[0], [b[0]]):>16}  {p.qty(b[1], [b[1]])}" for b in bids]
+        prices, p = _prices(message), self.precision
+        for name, levels in (("ask", asks[::-1]), ("bid", bids)):
+            lines += [
+                f"  {name} {p.price(q[0], prices):>16}  {p.qty(q[1], [q[1]])}" for q in levels
+            ]
         return lines
 
     def draw(self, message: dict[str, Any]) -> None:
