@@ -445,7 +445,8 @@ async def test_in_depth_mode_the_book_view_shows_the_levels(
         stop.set()
         assert await asyncio.wait_for(following, 5) == 0
     lines = out.getvalue().splitlines()
-    assert lines[1].startswith("LTCBTC  bid 10.00 x 1  ask 11.00 x 3  spread 1.00 (952.38 bps)  age ")
+    summary = "LTCBTC  bid 10.00 x 1  ask 11.00 x 3  spread 1.00 (952.38 bps)  age "
+    assert lines[1].startswith(summary)
     assert lines[2:] == [  # asks over bids, best in the middle, prices with alike decimals
         "  ask            11.25  4",
         "  ask            11.00  3",
