@@ -379,7 +379,7 @@ async def test_the_book_view_redraws_at_most_rate_times_a_second_and_ends_on_the
     await emulator.wait_subscribed(stream("LTCBTC"))
     # A stream of quotes for a second, each one sent when the view has received the last.
     started, quotes = time.monotonic(), 0
-    while time.monotonic() - started < 1.0:
+    while time.monotonic() - started < 1.0 or quotes < 40:
         quotes += 1
         view.quote_arrived.clear()
         emulator.book_ticker("LTCBTC", str(1000 + quotes), "1", "100000", "2")
@@ -388,8 +388,8 @@ async def test_the_book_view_redraws_at_most_rate_times_a_second_and_ends_on_the
     stop.set()
     assert await asyncio.wait_for(following, 5) == 0
 
-    assert view.quotes == quotes and quotes > 20
-    assert 3 <= view.draws <= quotes // 4  # conflated: far fewer redraws than quotes
+    assert view.quotes == quotes
+    assert 3 <= view.draws < quotes  # conflated: the quotes came faster than 4 a second
     times = view.draw_times
     assert min(b - a for a, b in itertools.pairwise(times)) >= 1 / rate - 0.01
     last = out.getvalue().splitlines()[-1]
