@@ -144,15 +144,14 @@ async def _book(api: Api, args: argparse.Namespace, out: TextIO) -> int:
 
     if args.rate <= 0:
         raise ApiError("error: --rate must be greater than 0")
-    symbol = args.symbol.upper()
-    precision = await Precisions(api).of(symbol)
-    in_place = out.isatty()
-    view = BookView(symbol, out, precision, in_place=in_place)
-    stop = asyncio.Event()
+    stop = asyncio.Event()  # Ctrl-C from here on ends the view with exit 0
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):  # not on Windows' event loop
         loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
+        symbol = args.symbol.upper()
+        precision = await Precisions(api).of(symbol)
+        view = BookView(symbol, out, precision, in_place=out.isatty())
         return await follow_book(
             api, symbol, view, rate=args.rate, stop=stop,
             announce=lambda line: print(line, file=out, flush=True),
