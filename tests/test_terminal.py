@@ -473,6 +473,20 @@ async def test_book_stops_on_ctrl_c_with_exit_0(client: Client, emulator: Binanc
     assert b"Traceback" not in errors
 
 
+async def test_ctrl_c_stops_watch_without_a_traceback(client: Client) -> None:
+    order = await place(client, symbol="QUIETUSDT", order_size="1", price="10")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "watch", order["order_id"], "--url", _base(client),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    first = await asyncio.wait_for(process.stdout.readline(), 30)
+    assert first.startswith(f"order {order['order_id']}: ".encode())
+    process.send_signal(signal.SIGINT)
+    _, errors = await asyncio.wait_for(process.communicate(), 10)
+    assert process.returncode == 130 and errors == b""
+
+
 async def test_book_refuses_a_bad_symbol_in_one_line(api: Api) -> None:
     view = BookView("X", io.StringIO(), Precision(), in_place=False)
     with pytest.raises(ApiError) as refused:

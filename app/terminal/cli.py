@@ -162,13 +162,16 @@ async def _book(api: Api, args: argparse.Namespace, out: TextIO) -> int:
 
 
 EXIT_OUTPUT_CLOSED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run one terminal subcommand; its exit code (1, quietly, if stdout is closed early,
-    as by `| head`)."""
+    as by `| head`; 130 when Ctrl-C stops a `watch`, which is not its normal end)."""
     try:
         return _run(args, out)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # Python would report the pipe again when it flushes stdout at exit: point it away.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
