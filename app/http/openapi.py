@@ -10,12 +10,14 @@ from pydantic.json_schema import models_json_schema
 from app.core import rules
 from app.schemas import (
     AccountResponse,
+    BookHistoryView,
     CancelledOrders,
     ErrorResponse,
     LimitOrderRequest,
     MarketOrderRequest,
     OrderList,
     OrderView,
+    SymbolView,
 )
 
 _REF = "#/components/schemas/{model}"
@@ -49,7 +51,15 @@ def build_openapi() -> dict[str, Any]:
         [(m, "validation") for m in (LimitOrderRequest, MarketOrderRequest)]
         + [
             (m, "serialization")
-            for m in (OrderView, OrderList, CancelledOrders, AccountResponse, ErrorResponse)
+            for m in (
+                OrderView,
+                OrderList,
+                CancelledOrders,
+                AccountResponse,
+                SymbolView,
+                BookHistoryView,
+                ErrorResponse,
+            )
         ],
         ref_template=_REF,
     )
@@ -60,6 +70,10 @@ def build_openapi() -> dict[str, Any]:
         "in": "query",
         "schema": {"type": "string", "pattern": rules.SYMBOL_PATTERN},
     }
+    path_symbol = {
+        "name": "symbol", "in": "path", "required": True,
+        "schema": {"type": "string", "pattern": rules.SYMBOL_PATTERN},
+    }  # fmt: skip
     location = {"Location": {"schema": {"type": "string"}, "description": "/orders/{order_id}"}}
     security: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -129,6 +143,20 @@ def build_openapi() -> dict[str, Any]:
                 "summary": "The owner's paper balances and positions", "security": security,
                 "responses": {"200": _json(_ref("AccountResponse"), "Balances and positions"),
                               **_errors(401, 403, 503)},
+            }},
+            "/symbols/{symbol}": {"get": {
+                "summary": "A symbol's tick, step and assets (from Binance's exchange info)",
+                "parameters": [path_symbol],
+                "responses": {"200": _json(_ref("SymbolView"), "The symbol's display rules"),
+                              "404": _json(_ref("ErrorResponse"),
+                                           "unknown_symbol: Binance does not list it"),
+                              "422": _json(_ref("ErrorResponse"), "Not a symbol")},
+            }},
+            "/book/{symbol}/history": {"get": {
+                "summary": "Recent top of book: the first quote of each second, bounded",
+                "parameters": [path_symbol],
+                "responses": {"200": _json(_ref("BookHistoryView"), "Oldest first"),
+                              "422": _json(_ref("ErrorResponse"), "Not a symbol")},
             }},
             "/healthz": {"get": {"summary": "Liveness", "responses": {
                 "200": _json({"type": "object"}, "The process serves")}}},
