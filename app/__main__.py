@@ -1,12 +1,12 @@
-"""Command line: `python -m app` serves; `demo` runs the offline demo; `watch` and `submit`
-follow orders in a terminal."""
+"""Command line: `python -m app` serves; `demo` runs the offline demo; `watch`, `submit`,
+`orders`, `book` and `account` are terminal clients of a running service (--url, --token
+or API_TOKEN)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
-import os
 import socket
 import sys
 
@@ -95,46 +95,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     demo.add_argument("--seed", type=int, default=7)
 
-    from app.watch import default_url
+    from app.terminal.cli import COMMANDS, add_commands
 
-    watch = commands.add_parser("watch", help="follow an order's fills in the terminal")
-    watch.add_argument("order_id")
-    submit = commands.add_parser("submit", help="place an order (and --watch it)")
-    submit.add_argument("symbol")
-    submit.add_argument("side", choices=["buy", "sell"])
-    submit.add_argument("order_size")
-    submit.add_argument("price", help='the limit price, or "market" for a market order')
-    submit.add_argument("--timeout", type=float, dest="timeout_s")
-    submit.add_argument("--tif", choices=["GTT", "IOC", "FOK"], dest="time_in_force")
-    submit.add_argument("--client-order-id")
-    submit.add_argument("--watch", action="store_true", help="follow it until it ends")
-    for command in (watch, submit):
-        command.add_argument("--url", default=default_url(), help="service base URL")
-        command.add_argument("--token", default=os.environ.get("API_TOKEN"), help="API token")
+    add_commands(commands)
     args = parser.parse_args(argv)
 
-    if args.command in ("watch", "submit"):
-        import asyncio
+    if args.command in COMMANDS:
+        from app.terminal.cli import run
 
-        from app import watch as terminal
-
-        if args.command == "watch":
-            coro = terminal.watch(args.url, args.order_id, token=args.token, out=sys.stdout)
-        else:
-            body = {"symbol": args.symbol, "side": args.side, "order_size": args.order_size}
-            is_market = args.price.lower() == "market"
-            if not is_market:
-                body["price"] = args.price
-                if args.timeout_s is not None:
-                    body["timeout_s"] = args.timeout_s
-                if args.time_in_force:
-                    body["time_in_force"] = args.time_in_force
-            if args.client_order_id:
-                body["client_order_id"] = args.client_order_id
-            path = "/order/market" if is_market else "/order/limit"
-            coro = terminal.submit(args.url, body, token=args.token, follow=args.watch,
-                                   out=sys.stdout, path=path)  # fmt: skip
-        raise SystemExit(asyncio.run(coro))
+        raise SystemExit(run(args))
     if args.command == "demo":
         from app.demo import run_demo
 

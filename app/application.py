@@ -39,8 +39,10 @@ from app.execution.book_interest import follow_book_interest
 from app.execution.executor import Executor
 from app.execution.interest import MarketInterest
 from app.execution.ownership import PartitionOwnership
-from app.http import health
+from app.http import health, symbols
 from app.http.auth import AUTH, Authenticator
+from app.http.book_history import BOOK_HISTORY, BookHistory
+from app.http.book_history import routes as book_history_routes
 from app.http.errors import error_middleware
 from app.http.limits import MAX_BODY_BYTES, READ_TIMEOUT, READ_TIMEOUT_S
 from app.http.metrics import setup_metrics
@@ -232,9 +234,12 @@ async def _push_ctx(app: web.Application) -> AsyncIterator[None]:
             read_account=reader.view,
         )  # fmt: skip
 
+        history = app[BOOK_HISTORY]
+
         def relayed(update: BookUpdate) -> None:
             hub.on_update(update)
             latest.on_update(update)
+            history.on_update(update)
 
         books.listen(relayed)
     else:
@@ -244,6 +249,7 @@ async def _push_ctx(app: web.Application) -> AsyncIterator[None]:
             read_account=reader.view,
         )  # fmt: skip
         app[QUOTES].on_update.append(hub.on_update)
+        app[QUOTES].on_update.append(app[BOOK_HISTORY].on_update)
     app[TASKS].spawn(hub.run(), name="push-hub", endless=True)
     yield
 
@@ -365,7 +371,10 @@ def create_app(
         app.add_routes(intake_http.routes)
         app.add_routes(account_http.routes)
         app.add_routes(ws.routes)
-        setup_pages(app, settings.static_dir)
+        app[BOOK_HISTORY] = BookHistory()
+        app.add_routes(book_history_routes)
+        app.add_routes(symbols.routes)
+        setup_pages(app, settings.static_dir, settings.binance_ws_url)
         setup_openapi(app)
         app.on_shutdown.append(ws.close_all)
         app.cleanup_ctx.append(_push_ctx)

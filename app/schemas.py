@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -399,6 +399,35 @@ class AccountResponse(BaseModel):
 
     balances: list[BalanceView]
     positions: list[PositionView]
+
+
+class SymbolView(BaseModel):
+    """GET /symbols/{symbol}: what the page and the terminal round to. Filter bounds that
+    Binance leaves off (0) are null; all null when exchange info could not be read."""
+
+    symbol: str
+    status: str | None
+    base_asset: str
+    quote_asset: str
+    tick_size: str | None
+    step_size: str | None
+    min_qty: str | None
+    min_notional: str | None
+    source: Literal["exchange_info", "unavailable", "off"]
+
+
+class QuotePointView(BaseModel):
+    ts: str
+    bid: str | None
+    ask: str | None
+
+
+class BookHistoryView(BaseModel):
+    """GET /book/{symbol}/history: the first quote of each second, oldest first."""
+
+    symbol: str
+    seconds: int
+    points: list[QuotePointView]
 
 
 class CancelledOrders(BaseModel):

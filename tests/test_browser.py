@@ -91,8 +91,11 @@ async def test_submit_through_the_form_and_watch_it_fill(
             )
             fills = await page.locator("#fills tbody tr td:nth-child(3)").all_inner_texts()
             assert sorted(fills) == ["101", "101.5"]
-            markers = await page.evaluate("window.executor.state.markers.ask.map(m => m.text)")
-            assert markers == ["0.4 @ 101.5", "0.6 @ 101"]
+            fills_drawn = await page.evaluate(
+                "[...window.executor.state.fills.values()].map(f => `${f.qty} @ ${f.price}`)"
+            )
+            assert sorted(fills_drawn) == ["0.4 @ 101.5", "0.6 @ 101"]
+            await page.wait_for_function("window.executor.state.markers.ask.length >= 1")
             progress = await page.locator(
                 f'tr[data-order-id="{order_id}"] [role=progressbar]'
             ).get_attribute("aria-valuenow")
@@ -150,6 +153,7 @@ async def test_a_market_order_through_the_form(
 
 
 async def test_the_page_asks_for_the_token_once(start_app) -> None:  # type: ignore[no-untyped-def]
+    """In a dialog of the page (not prompt()), once, whatever number of requests needed it."""
     client = await start_app(api_tokens="alice:alice-token")
     async with playwright_api.async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -158,18 +162,18 @@ async def test_the_page_asks_for_the_token_once(start_app) -> None:  # type: ign
         try:
             page = await browser.new_page()
             prompts: list[str] = []
-
-            async def answer(dialog) -> None:  # type: ignore[no-untyped-def]
-                prompts.append(dialog.message)
-                await dialog.accept("alice-token")
-
-            page.on("dialog", answer)
+            page.on("dialog", lambda dialog: prompts.append(dialog.message))
             await page.goto(f"http://{client.host}:{client.port}/")
+            await page.wait_for_selector("#token-dialog[open]", timeout=10_000)
+            assert await page.evaluate("document.activeElement.id") == "token-input"
+            await page.keyboard.type("alice-token")
+            await page.keyboard.press("Enter")
             await page.wait_for_selector('#conn[data-state="open"]', timeout=10_000)
             await page.fill("#f-size", "1")
             await page.fill("#f-price", "1")
             await page.click("#submit")
             await page.locator("#orders tbody tr[data-order-id]").first.wait_for(timeout=5_000)
-            assert prompts == ["This service needs an API token:"]
+            assert prompts == []  # no native prompt()
+            assert not await page.locator("#token-dialog[open]").count()
         finally:
             await browser.close()

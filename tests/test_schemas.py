@@ -365,3 +365,37 @@ def test_a_fills_query_has_the_defaults_and_upper_cases_the_symbol() -> None:
     }  # fmt: skip
     query = FillsQuery.model_validate({"symbol": "btcUSDT", "limit": "500", "cursor": "17"})
     assert (query.symbol, query.limit, query.cursor) == ("BTCUSDT", 500, "17")
+
+
+def test_a_symbols_json_is_the_symbol_view() -> None:
+    from app.core.filters import SymbolInfo
+    from app.emulator.exchange_info import default_exchange_symbols
+    from app.http.symbols import symbol_json
+    from app.schemas import SymbolView
+
+    for view in (
+        symbol_json(
+            "BTCUSDT",
+            SymbolInfo.from_exchange_info(default_exchange_symbols()["BTCUSDT"]),
+            "exchange_info",
+        ),
+        symbol_json("AAAUSDT", None, "unavailable"),
+    ):
+        model = SymbolView.model_validate(view)
+        assert model.model_dump(mode="json") == view
+        assert list(view) == list(SymbolView.model_fields)
+
+
+def test_a_book_historys_points_are_the_history_view() -> None:
+    from app.core.domain import BookUpdate
+    from app.http.book_history import BookHistory
+    from app.schemas import BookHistoryView
+
+    history = BookHistory()
+    history.on_update(
+        BookUpdate("BTCUSDT", 1, ((Decimal("1.5"), Decimal(2)),), (), received_at=1000.0)
+    )
+    points = [p.to_json() for p in history.points("BTCUSDT", now=1001.0)]
+    body = {"symbol": "BTCUSDT", "seconds": history.seconds, "points": points}
+    assert BookHistoryView.model_validate(body).model_dump(mode="json") == body
+    assert points == [{"ts": points[0]["ts"], "bid": "1.5", "ask": None}]

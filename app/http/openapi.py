@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 from app.core import rules
 from app.schemas import (
     AccountResponse,
+    BookHistoryView,
     CancelledOrders,
     ErrorResponse,
     FillList,
@@ -17,6 +18,7 @@ from app.schemas import (
     MarketOrderRequest,
     OrderList,
     OrderView,
+    SymbolView,
 )
 
 _REF = "#/components/schemas/{model}"
@@ -56,6 +58,8 @@ def build_openapi() -> dict[str, Any]:
                 FillList,
                 CancelledOrders,
                 AccountResponse,
+                SymbolView,
+                BookHistoryView,
                 ErrorResponse,
             )
         ],
@@ -68,6 +72,10 @@ def build_openapi() -> dict[str, Any]:
         "in": "query",
         "schema": {"type": "string", "pattern": rules.SYMBOL_PATTERN},
     }
+    path_symbol = {
+        "name": "symbol", "in": "path", "required": True,
+        "schema": {"type": "string", "pattern": rules.SYMBOL_PATTERN},
+    }  # fmt: skip
     location = {"Location": {"schema": {"type": "string"}, "description": "/orders/{order_id}"}}
     security: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -164,6 +172,20 @@ def build_openapi() -> dict[str, Any]:
                     },
                     **_errors(401, 403, 422, 503),
                 },
+            }},
+            "/symbols/{symbol}": {"get": {
+                "summary": "A symbol's tick, step and assets (from Binance's exchange info)",
+                "parameters": [path_symbol],
+                "responses": {"200": _json(_ref("SymbolView"), "The symbol's display rules"),
+                              "404": _json(_ref("ErrorResponse"),
+                                           "unknown_symbol: Binance does not list it"),
+                              "422": _json(_ref("ErrorResponse"), "Not a symbol")},
+            }},
+            "/book/{symbol}/history": {"get": {
+                "summary": "Recent top of book: the first quote of each second, bounded",
+                "parameters": [path_symbol],
+                "responses": {"200": _json(_ref("BookHistoryView"), "Oldest first"),
+                              "422": _json(_ref("ErrorResponse"), "Not a symbol")},
             }},
             "/healthz": {"get": {"summary": "Liveness", "responses": {
                 "200": _json({"type": "object"}, "The process serves")}}},

@@ -40,7 +40,7 @@ def encode(message: dict[str, Any]) -> str:
 def book_message(update: BookUpdate) -> dict[str, Any]:
     bid, bid_qty = update.bids[0] if update.bids else (None, None)
     ask, ask_qty = update.asks[0] if update.asks else (None, None)
-    return {
+    message: dict[str, Any] = {
         "type": "book",
         "symbol": update.symbol,
         "update_id": update.update_id,
@@ -50,6 +50,10 @@ def book_message(update: BookUpdate) -> dict[str, Any]:
         "ask_qty": None if ask_qty is None else fmt(ask_qty),
         "ts": rfc3339(int(update.received_at * 1_000_000)),
     }
+    if update.full_depth:  # depth mode: the visible levels too, best first (the page's book)
+        message["bids"] = [[fmt(price), fmt(qty)] for price, qty in update.bids]
+        message["asks"] = [[fmt(price), fmt(qty)] for price, qty in update.asks]
+    return message
 
 
 def _order_frame(event: OrderEvent) -> Frame:
