@@ -272,6 +272,7 @@ async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
         execution_ready=execution_ready,
         paper_balances=settings.paper_balances,
         best_ask=app[LATEST_QUOTES].best_ask,
+        best_bid=app[LATEST_QUOTES].best_bid,
         filters=filters,
     )
     try:

@@ -303,6 +303,41 @@ async def test_a_market_order_gets_the_market_filters(
     assert unknown.status == 422
     assert (await unknown.json())["error"]["code"] == "unknown_symbol"
     accepted = await client.post("/order/market", json={**body, "order_size": "0.00002"})
-    assert accepted.status == 202  # notional: no best price at intake, not checked there
+    assert accepted.status == 202  # notional: no quote known yet, so it cannot be valued
     listed = await (await client.get("/orders")).json()
     assert [o["order_size"] for o in listed["orders"]] == ["0.00002"]
+
+
+async def test_a_market_orders_notional_is_checked_at_the_best_price_once_one_is_known(
+    client: TestClient,  # type: ignore[type-arg]
+    exchange: BinanceEmulator,
+    emulator: BinanceEmulator,
+) -> None:
+    from app.emulator.exchange_info import symbol_entry
+
+    exchange.list_every_symbol = False
+    exchange.register_symbol(symbol_entry(  # NOTIONAL: at least 5, applied to market orders
+        "NOTEUSDT", "NOTE", "USDT", tick_size="0.01", step_size="0.001", min_notional="5",
+    ))  # fmt: skip
+    body = {"symbol": "NOTEUSDT", "side": "buy", "order_size": "0.01"}
+    # No quote known yet: the notional cannot be valued, so it is not checked.
+    unchecked = await market(client, **body)
+    events = EventLog(client.app)
+    try:
+        await place(client, symbol="NOTEUSDT", side="buy", order_size="1", price="10")
+        probe = await place(client, symbol="NOTEUSDT", side="sell", order_size="0.1", price="99")
+        await emulator.wait_subscribed(stream("NOTEUSDT"))
+        emulator.book_ticker("NOTEUSDT", "99", "1", "100", "1")
+        await events.wait_for(probe["order_id"], "filled")
+        await events.wait_for(unchecked["order_id"], "filled")  # on the same quote
+    finally:
+        await events.close()
+    # Now the ask is 100: 0.01 × 100 = 1 < 5 is refused, naming the filter and the field.
+    refused = await market(client, expect=422, **body)
+    assert refused["error"]["code"] == "filter_failure"
+    assert refused["error"]["message"].startswith("NOTIONAL: ")
+    assert refused["error"]["details"][0]["field"] == "order_size"
+    # A sell is valued at the bid: 0.05 × 99 = 4.95 < 5 refused, 0.06 × 99 accepted.
+    await market(client, expect=422, symbol="NOTEUSDT", side="sell", order_size="0.05")
+    await market(client, symbol="NOTEUSDT", side="sell", order_size="0.06")
+    await market(client, symbol="NOTEUSDT", side="buy", order_size="0.05")  # 0.05 × 100 = 5

@@ -35,6 +35,10 @@ class LatestQuotes:
         update = self._latest.get(symbol)
         return update.asks[0][0] if update is not None and update.asks else None
 
+    def best_bid(self, symbol: str) -> Decimal | None:
+        update = self._latest.get(symbol)
+        return update.bids[0][0] if update is not None and update.bids else None
+
     def quotes(self, symbols: Iterable[str]) -> Mapping[str, Quote]:
         """The known quotes of these symbols (unknown ones left out)."""
         found = {symbol: self.quote(symbol) for symbol in symbols}

@@ -196,12 +196,16 @@ class IntakeService:
         execution_ready: Callable[[], bool] = lambda: True,
         paper_balances: Mapping[str, Decimal] | None = None,
         best_ask: Callable[[str], Decimal | None] = lambda symbol: None,
+        best_bid: Callable[[str], Decimal | None] = lambda symbol: None,
         filters: ExchangeFilters | None = None,
     ) -> None:
         self._store = store
         # PAPER_BALANCES: what a new owner starts with (None: empty, nothing enforced).
         self._paper_balances = paper_balances
-        self._best_ask = best_ask  # the latest ask known to this process, for market buys
+        # The latest ask and bid known to this process: a market buy's reserve, and the
+        # price a market order's notional is checked at.
+        self._best_ask = best_ask
+        self._best_bid = best_bid
         self._commands = commands
         self._bus = bus
         self._limiter = limiter
@@ -248,8 +252,11 @@ class IntakeService:
             # The exchange's rules, before anything is held or stored. Exchange info that
             # cannot be read lets the order through (the filters count it as unchecked).
             price = request.price
-            if price is None:  # a market order: its filters (notional: no best price here)
-                failure = await self._filters.check_market(request.symbol, request.order_size, None)
+            if price is None:  # a market order: notional at the best price, when one is known
+                best = (self._best_ask if request.side is Side.BUY else self._best_bid)(
+                    request.symbol
+                )
+                failure = await self._filters.check_market(request.symbol, request.order_size, best)
             else:
                 failure = await self._filters.check_limit(request.symbol, price, request.order_size)
             if failure is not None:
