@@ -110,7 +110,7 @@ def test_split_symbol() -> None:
     assert split_symbol("LTCBTC") == ("LTC", "BTC")
     assert split_symbol("PEPEFDUSD") == ("PEPE", "FDUSD")
     assert split_symbol("USDTTRY") == ("USDT", "TRY")
-    assert split_symbol("ABCD") == ("AB", "CD")
+    assert split_symbol("ABCD") == ("A", "BCD")  # no known quote: the last three
 
 
 # -- lookups ------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from app.core.symbols import symbol_assets
+
 ExchangeInfoFault = Literal["error", "rate_limited", "reset", "stall"]
 
 # Binance's rule for a symbol parameter, and its answers when it is broken or unknown.
@@ -153,18 +155,11 @@ _DEFAULTS = {
 }
 
 
-# Quote assets by which a made-up symbol is split into base and quote, longest first.
-_QUOTES = ("FDUSD", "USDT", "USDC", "TUSD", "EUR", "TRY", "BTC", "ETH", "BNB")
-
-
 def split_symbol(symbol: str) -> tuple[str, str]:
-    """(base, quote) of a symbol by its quote-asset suffix: "AAAUSDT" -> ("AAA", "USDT");
-    a symbol with no known suffix is split after its first half."""
-    for quote in _QUOTES:
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return symbol[: -len(quote)], quote
-    half = max(1, len(symbol) // 2)
-    return symbol[:half], symbol[half:] or symbol
+    """(base, quote) of a made-up symbol, guessed as the service guesses it when exchange
+    info is out of reach: "AAAUSDT" -> ("AAA", "USDT")."""
+    assets = symbol_assets(symbol)
+    return assets.base, assets.quote
 
 
 def permissive_entry(symbol: str) -> dict[str, Any]:
