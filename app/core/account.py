@@ -27,6 +27,7 @@ from app.core.balances import (
     deltas_on_fills,
     locked_by,
     market_buy_reserve,
+    merged,
     parse_paper_balances,
 )
 from app.core.decimals import EXACT, ZERO
@@ -150,19 +151,7 @@ def change_deltas(
     deltas = deltas_on_fills(order, new_fills, assets) if new_fills else []
     if ended:
         deltas = deltas + deltas_on_end(order, assets)
-    return _merged(deltas)
-
-
-def _merged(deltas: Iterable[BalanceDelta]) -> list[BalanceDelta]:
-    totals: dict[str, tuple[Decimal, Decimal]] = {}
-    for delta in deltas:
-        free, locked = totals.get(delta.asset, (ZERO, ZERO))
-        totals[delta.asset] = (EXACT.add(free, delta.free), EXACT.add(locked, delta.locked))
-    return [
-        BalanceDelta(asset, free, locked)
-        for asset, (free, locked) in sorted(totals.items())
-        if free or locked
-    ]
+    return merged(deltas)
 
 
 def merge_owner_deltas(deltas: Iterable[OwnerDelta]) -> list[OwnerDelta]:

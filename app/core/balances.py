@@ -212,7 +212,7 @@ def deltas_on_accept(order: LockingOrder, assets: SymbolAssets) -> list[BalanceD
     """Free → locked for a newly accepted order (a market buy's `reserve` set first).
     `Balances.check` these to refuse an order whose lock is not free."""
     lock = locked_by(order, assets)
-    return _merged([BalanceDelta(lock.asset, -lock.amount, lock.amount)])
+    return merged([BalanceDelta(lock.asset, -lock.amount, lock.amount)])
 
 
 def deltas_on_fill(
@@ -243,7 +243,7 @@ def deltas_on_end(order: LockingOrder, assets: SymbolAssets) -> list[BalanceDelt
     """Locked → free: whatever the order still locks, released as it ends. Call it once,
     when the order's status becomes final."""
     lock = locked_by(order, assets)
-    return _merged([BalanceDelta(lock.asset, lock.amount, -lock.amount)])
+    return merged([BalanceDelta(lock.asset, lock.amount, -lock.amount)])
 
 
 def _locked_amount(order: LockingOrder, filled: Decimal, notional: Decimal) -> Decimal:
@@ -296,7 +296,7 @@ def _asset_of(delta: BalanceDelta) -> str:
     return delta.asset
 
 
-def _merged(deltas: Iterable[BalanceDelta]) -> list[BalanceDelta]:
+def merged(deltas: Iterable[BalanceDelta]) -> list[BalanceDelta]:
     """One delta per asset, zero ones left out, by asset name (a store that locks rows in
     this order cannot deadlock with another doing the same)."""
     totals: dict[str, tuple[Decimal, Decimal]] = {}
