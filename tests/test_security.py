@@ -145,6 +145,8 @@ async def test_a_foreign_origin_is_refused_on_every_order_endpoint(  # type: ign
         ("GET", f"/orders/{order_id}", 200),
         ("GET", "/orders/unknown", 404),
         ("PUT", "/order/limit", 405),
+        ("GET", "/account", 200),
+        ("GET", "/fills", 200),
         ("DELETE", f"/orders/{order_id}", 200),
     ]
     for method, path, status in requests:

@@ -13,8 +13,9 @@ from aiohttp import web
 from app.http.errors import ApiError, Handler
 from app.keys import SETTINGS
 
-# Every order endpoint: /order/limit, /orders, /orders/{id}, whatever the method.
-GUARDED_PREFIX = "/order"
+# Every endpoint of an owner's data: /order/limit, /order/market, /orders, /orders/{id},
+# whatever the method, and the account and fills it adds up to.
+GUARDED_PREFIXES = ("/order", "/account", "/fills")
 
 
 def origin_allowed(request: web.Request) -> bool:
@@ -30,10 +31,11 @@ def origin_allowed(request: web.Request) -> bool:
 
 @web.middleware
 async def origin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """403 for a foreign browser Origin on every order endpoint (a header lookup otherwise)."""
+    """403 for a foreign browser Origin on every endpoint of an owner's orders, account and
+    fills (a header lookup otherwise)."""
     if (
         "Origin" in request.headers
-        and request.path.startswith(GUARDED_PREFIX)
+        and request.path.startswith(GUARDED_PREFIXES)
         and not origin_allowed(request)
     ):
         raise ApiError(403, "this Origin may not use the order API")
