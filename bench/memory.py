@@ -51,6 +51,9 @@ class _NullStore:
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         return []
 
+    async def position(self, owner: str, symbol: str) -> None:
+        return None  # nothing traded yet: the resting orders measured never fill
+
 
 class _NullFeed:
     def acquire(self, symbol: str) -> None:
