@@ -379,3 +379,20 @@ async def test_lag_is_how_long_the_last_command_waited_and_zero_when_idle(
     async with asyncio.timeout(TIMEOUT):
         while queue.lag_s:  # noqa: ASYNC110  (a property, nothing to wait on)
             await asyncio.sleep(0.05)
+
+
+def test_the_book_relay_carries_every_level_and_the_depth_flag() -> None:
+    from app.adapters.redis_book import decode_book, encode_book
+    from app.core.domain import BookUpdate
+
+    depth = BookUpdate(
+        "BTCUSDT", 7,
+        ((Decimal("100.5"), Decimal("1")), (Decimal("100.4"), Decimal("2.25"))),
+        ((Decimal("100.6"), Decimal("3")), (Decimal("100.7"), Decimal("0.5"))),
+        1000.25, full_depth=True,
+    )  # fmt: skip
+    assert decode_book(encode_book(depth)) == depth
+    ticker = BookUpdate("BTCUSDT", 8, ((Decimal(1), Decimal(2)),), (), 1001.0)
+    assert decode_book(encode_book(ticker)) == ticker
+    # A quote relayed by an older process (no depth flag) is a ticker-like top of book.
+    assert not decode_book(b'{"s":"X","u":1,"t":1.0,"b":[["1","2"]],"a":[]}').full_depth

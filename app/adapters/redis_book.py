@@ -32,10 +32,14 @@ REFRESH_S = 3.0
 
 
 def encode_book(update: BookUpdate) -> bytes:
+    """Every level the update shows (one for a ticker, up to 20 in depth mode) and whether it
+    is a partial book, so a page served by an api process shows the same as one served by
+    the executing process."""
     return orjson.dumps({
         "s": update.symbol, "u": update.update_id, "t": update.received_at,
-        "b": [[fmt(p), fmt(q)] for p, q in update.bids[:1]],
-        "a": [[fmt(p), fmt(q)] for p, q in update.asks[:1]],
+        "b": [[fmt(p), fmt(q)] for p, q in update.bids],
+        "a": [[fmt(p), fmt(q)] for p, q in update.asks],
+        "d": update.full_depth,
     })  # fmt: skip
 
 
@@ -46,6 +50,7 @@ def decode_book(data: bytes) -> BookUpdate:
         tuple((Decimal(p), Decimal(q)) for p, q in body["b"]),
         tuple((Decimal(p), Decimal(q)) for p, q in body["a"]),
         float(body["t"]),
+        full_depth=bool(body.get("d", False)),  # absent: written before depth was relayed
     )  # fmt: skip
 
 
