@@ -3,9 +3,12 @@
 It also serves exchange info (`rest_url_of` its URL), every made-up symbol listed with
 permissive filters, so a service pointed at it checks orders without reaching Binance.
 
-stdin commands: `blast <stream> <count>` writes `count` pre-encoded bookTicker frames to
-every subscriber at once (far faster than any consumer reads them) and prints
-`done <seconds>`; `quote`, `wait` as below.
+stdin commands: `blast <stream> <count> [mode]` writes `count` pre-encoded bookTicker
+frames to every subscriber at once (far faster than any consumer reads them) and prints
+`done <seconds>`; mode `quiet` (the default): bids and asks well away from every resting
+limit (nothing can fill); mode `touch`: the same bid level again and again, only the update
+id changing (an order marketable at the touch has already taken it: the hard case of
+bench/market.py). `quote`, `wait` as below.
 """
 
 from __future__ import annotations
@@ -13,8 +16,27 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from typing import Any
 
 from app.emulator.server import BinanceEmulator
+
+TOUCH_BID = "1000.00000000"  # the best resting sell limit (1000): marketable at the touch
+
+
+def payloads(mode: str, first_id: int, count: int) -> list[dict[str, Any]]:
+    if mode == "touch":
+        return [
+            {"u": first_id + n, "s": "BENCH", "b": TOUCH_BID, "B": "1.50000000",
+             "a": "1000000.00000000", "A": "2.50000000"}
+            for n in range(count)
+        ]  # fmt: skip
+    if mode != "quiet":
+        raise ValueError(f"unknown blast mode {mode!r}")
+    return [
+        {"u": first_id + n, "s": "BENCH", "b": f"{50 + n % 7}.00000000", "B": "1.50000000",
+         "a": f"{200 + n % 5}.00000000", "A": "2.50000000"}
+        for n in range(count)
+    ]  # fmt: skip
 
 
 async def main() -> None:
@@ -37,15 +59,11 @@ async def main() -> None:
             print("ok", flush=True)
         elif line[0] == "blast":
             stream, count = line[1], int(line[2])
-            # Bids well below every resting sell limit: nothing fills, all is matching.
-            payloads = [
-                {"u": update_id + n, "s": "BENCH", "b": f"{50 + n % 7}.0", "B": "1.5",
-                 "a": f"{200 + n % 5}.0", "A": "2.5"}
-                for n in range(1, count + 1)
-            ]  # fmt: skip
+            mode = line[3] if len(line) > 3 else "quiet"
+            frames = payloads(mode, update_id + 1, count)
             update_id += count
             started = time.perf_counter()
-            await emulator.blast(stream, payloads)
+            await emulator.blast(stream, frames)
             print(f"done {time.perf_counter() - started:.4f}", flush=True)
     await emulator.stop()
 

@@ -39,7 +39,7 @@ from app.execution.interest import MarketInterest
 from app.push.hub import PushHub
 from app.tasks import TaskSupervisor
 from bench.__main__ import HERE, Child, _order
-from bench.market_emulator import TOUCH_BID
+from bench.emulator_proc import TOUCH_BID
 
 STREAM = "bench@bookTicker"
 RUNS = 3
@@ -47,7 +47,7 @@ HARD_CASE_RESTING = 10_000
 
 
 class _Emulator:
-    """bench/market_emulator.py in its own process; counts the connections it was asked for."""
+    """bench/emulator_proc.py in its own process; counts the connections it was asked for."""
 
     def __init__(self, child: Child, url: str) -> None:
         self.child = child
@@ -56,7 +56,7 @@ class _Emulator:
 
     @classmethod
     async def start(cls) -> _Emulator:
-        child = await Child.start(str(HERE / "market_emulator.py"))
+        child = await Child.start(str(HERE / "emulator_proc.py"))
         return cls(child, await child.line())
 
     async def subscribed(self) -> None:
